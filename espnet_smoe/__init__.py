@@ -1,0 +1,1 @@
+"""S-MoE for ESPnet2 (placeholder while the core is written)."""

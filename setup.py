@@ -1,0 +1,33 @@
+"""espnet_smoe: Supervised Mixture of Experts (S-MoE) speech-to-text for ESPnet2."""
+
+from setuptools import find_packages, setup
+
+# The stack is pinned on purpose: the plugin registers classes inside ESPnet's
+# module-level ClassChoices, which moves between releases (see
+# espnet_smoe/registration.py, which refuses to run against a moved layout).
+install_requires = [
+    "torch==2.11.0",
+    "torchaudio==2.11.0",
+    "espnet[s2t]==202611",
+    "sentencepiece==0.2.1",
+    "sacrebleu>=2.4",
+    "jiwer>=3.0",
+    "soundfile>=0.12",
+    "G722>=1.2.8",
+    "matplotlib>=3.8",
+    "tensorboard>=2.15",
+    "tqdm>=4.66",
+]
+
+setup(
+    name="espnet_smoe",
+    version="0.1.0",
+    description="Supervised Mixture of Experts (S-MoE) for ESPnet2 speech-to-text",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.12,<3.14",
+    packages=find_packages(include=["espnet_smoe", "espnet_smoe.*"]),
+    install_requires=install_requires,
+    extras_require={"test": ["pytest>=8.0"]},
+)

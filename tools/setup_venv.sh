@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project virtual environment in <repo>/.venv with uv.
+#
+# Idempotent: a second run with nothing changed finishes in seconds (uv
+# resolves against its cache and installs nothing). Finds a Python 3.12
+# interpreter explicitly, because the machine default may be another version.
+#
+# Usage: tools/setup_venv.sh            (honours $PYTHON and $VENV_DIR)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${VENV_DIR:-${repo}/.venv}
+export UV_PYTHON_DOWNLOADS=never   # never fetch an interpreter: use the machine's
+
+find_python() {
+    local c
+    for c in "${PYTHON:-}" python3.12 "$(command -v pyenv >/dev/null 2>&1 && echo "$(pyenv root)/versions/3.12"*/bin/python3.12)" \
+             /root/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do
+        [ -n "${c}" ] || continue
+        # pyenv shims exist for versions that are not selected and then fail: run it to be sure
+        if "${c}" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then
+            command -v "${c}" 2>/dev/null || echo "${c}"
+            return 0
+        fi
+    done
+    return 1
+}
+
+if ! py=$(find_python); then
+    echo "ERROR: no Python 3.12 interpreter found (tried \$PYTHON, python3.12, pyenv versions," >&2
+    echo "       /usr/local/bin, /usr/bin). Install Python 3.12 or set PYTHON=/path/to/python3.12." >&2
+    exit 1
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+    echo "uv not found: installing it for this user with pip" >&2
+    python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+    export PATH="${HOME}/.local/bin:${PATH}"
+fi
+
+if [ ! -x "${venv}/bin/python" ] || ! "${venv}/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+    uv venv --quiet --python "${py}" "${venv}"
+fi
+# Editable install: the recipe and the tests use the checkout's code.
+uv pip install --quiet --python "${venv}/bin/python" -e "${repo}[test]"
+"${venv}/bin/python" -c 'import sys, torch, espnet2, espnet_smoe; print("venv ready:", sys.executable, "torch", torch.__version__)'
