@@ -1,0 +1,150 @@
+"""Python inference API: ESPnet's ``Speech2Text`` with a bandwidth argument.
+
+Example::
+
+    from espnet_smoe.inference import SMoESpeech2Text
+    s2t = SMoESpeech2Text.from_pretrained("exp/smoe/packed.zip", beam_size=5)
+    nbest = s2t(speech, task_sym="<st_fra>", bandwidth_sym="nb")
+    text = nbest[0][3]   # text without special tokens
+"""
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from espnet2.bin.s2t_inference import Speech2Text
+from espnet2.main_funcs.pack_funcs import unpack
+
+import espnet_smoe  # noqa: F401  (registers the classes before the model is built)
+from espnet_smoe.checkpoint import verify_smoe_checkpoint
+
+BandwidthArg = Union[None, str, torch.Tensor, np.ndarray]
+
+
+def unpack_archive(archive: Union[str, Path], out_dir: Optional[Union[str, Path]] = None):
+    """Unpack a model zip made by ``espnet2.bin.pack s2t``.
+
+    Returns:
+        Keyword arguments for ``Speech2Text`` (``s2t_train_config``,
+        ``s2t_model_file`` ...).
+    """
+    archive = Path(archive)
+    out_dir = Path(out_dir) if out_dir is not None else archive.with_suffix("")
+    return unpack(archive, out_dir)
+
+
+class SMoESpeech2Text(Speech2Text):
+    """``Speech2Text`` that routes an S-MoE encoder by the bandwidth token.
+
+    Args:
+        s2t_train_config: Training config.yaml.
+        s2t_model_file: Model .pth; every expert parameter is checked to be in it.
+        bandwidth_sym: Default bandwidth token (``nb`` or ``<nb>``), used when
+            a call gives none.
+        **kwargs: Everything ``Speech2Text`` takes (``beam_size``,
+            ``task_sym``, ``lang_sym``, ``batch_size`` ...).
+    """
+
+    # The CLI sets this on a subclass, because ESPnet's inference() builds the
+    # object itself without our argument.
+    default_bandwidth_sym: Optional[str] = None
+
+    def __init__(
+        self,
+        s2t_train_config: Union[Path, str, None] = None,
+        s2t_model_file: Union[Path, str, None] = None,
+        bandwidth_sym: Optional[str] = None,
+        **kwargs,
+    ):
+        super().__init__(s2t_train_config, s2t_model_file, **kwargs)
+        if s2t_model_file is not None:
+            verify_smoe_checkpoint(self.s2t_model, s2t_model_file)
+        self.bandwidth_sym = bandwidth_sym or self.default_bandwidth_sym
+
+    @classmethod
+    def from_pretrained(cls, model_tag: Optional[str] = None, **kwargs):
+        """Build from a local packed zip, or from a model-zoo tag via ESPnet."""
+        if model_tag is not None and Path(model_tag).is_file():
+            kwargs.update(unpack_archive(model_tag))
+            model_tag = None
+        return super().from_pretrained(model_tag=model_tag, **kwargs)
+
+    def __call__(
+        self,
+        speech: Union[torch.Tensor, np.ndarray],
+        text_prev=None,
+        lang_sym: Optional[str] = None,
+        task_sym: Optional[str] = None,
+        predict_time: Optional[bool] = None,
+        bandwidth: BandwidthArg = None,
+        bandwidth_sym: Optional[str] = None,
+    ):
+        """Decode one utterance; see ``Speech2Text.__call__``.
+
+        Args:
+            speech: (Samples,) 16 kHz waveform.
+            bandwidth: Token id (shape (1,)) as the data loader gives it, or a
+                token string; else ``bandwidth_sym``, else the default.
+        """
+        ids = self._bandwidth_ids(1, bandwidth, bandwidth_sym)
+        with self.s2t_model.bandwidth_scope(ids):
+            return super().__call__(
+                speech,
+                text_prev=text_prev,
+                lang_sym=lang_sym,
+                task_sym=task_sym,
+                predict_time=predict_time,
+            )
+
+    def batch_decode(
+        self,
+        speech,
+        speech_lengths=None,
+        text_prev=None,
+        text_prev_lengths=None,
+        lang_sym: Optional[str] = None,
+        task_sym: Optional[str] = None,
+        predict_time: Optional[bool] = None,
+        bandwidth: BandwidthArg = None,
+        bandwidth_lengths=None,
+        bandwidth_sym: Optional[str] = None,
+    ):
+        """Decode a minibatch in one beam search; see ``Speech2Text.batch_decode``.
+
+        Args:
+            bandwidth: (Batch, 1) or (Batch,) token ids, or one token string
+                for the whole batch.
+        """
+        n_utt = len(speech)
+        ids = self._bandwidth_ids(n_utt, bandwidth, bandwidth_sym)
+        with self.s2t_model.bandwidth_scope(ids):
+            return super().batch_decode(
+                speech,
+                speech_lengths,
+                text_prev=text_prev,
+                text_prev_lengths=text_prev_lengths,
+                lang_sym=lang_sym,
+                task_sym=task_sym,
+                predict_time=predict_time,
+            )
+
+    def _bandwidth_ids(
+        self, n_utt: int, bandwidth: BandwidthArg, bandwidth_sym: Optional[str]
+    ) -> Optional[torch.Tensor]:
+        if bandwidth is not None and not isinstance(bandwidth, str):
+            ids = torch.as_tensor(bandwidth, dtype=torch.long).reshape(n_utt, -1)[:, 0]
+            return ids.to(self.device)
+        symbol = bandwidth if isinstance(bandwidth, str) else (bandwidth_sym or self.bandwidth_sym)
+        if symbol is None:
+            if self.s2t_model.routes_encoder:
+                raise ValueError(
+                    "this model routes its encoder by bandwidth "
+                    f"{sorted(self.s2t_model.encoder.routing)}: give bandwidth_sym "
+                    "(CLI: --bandwidth_sym nb) or a bandwidth data file"
+                )
+            return None
+        token = "<" + symbol.strip().strip("<>") + ">"
+        if token not in self.converter.token2id:
+            raise ValueError(f"bandwidth token {token} is not in the model's token list")
+        return torch.full((n_utt,), self.converter.token2id[token], dtype=torch.long, device=self.device)

@@ -1,0 +1,179 @@
+"""``smoe``: ESPnet's S2T model, with the encoder routed by bandwidth tokens."""
+
+import contextlib
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+from espnet2.s2t.espnet_model import ESPnetS2TModel
+from typeguard import typechecked
+
+from espnet_smoe.routing import GuidedExperts, RoutingError
+
+
+class MaskGuidingTargets(torch.nn.Module):
+    """Wrap the attention criterion so guiding-token targets carry no loss.
+
+    See ``SMoETransformerDecoder``'s docstring for why (the leak hazard).
+    """
+
+    def __init__(self, criterion: torch.nn.Module, guiding_ids: Sequence[int], ignore_id: int):
+        super().__init__()
+        self.criterion = criterion
+        self.ignore_id = ignore_id
+        self.register_buffer(
+            "guiding_ids", torch.tensor(sorted(guiding_ids), dtype=torch.long), persistent=False
+        )
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """x: (Batch, Length, Vocab) logits; target: (Batch, Length) ids."""
+        guided = torch.isin(target, self.guiding_ids.to(target.device))
+        return self.criterion(x, target.masked_fill(guided, self.ignore_id))
+
+
+class ESPnetSMoES2TModel(ESPnetS2TModel):
+    """S2T model for S-MoE encoders/decoders; also runs dense ones unchanged.
+
+    Adds to ``ESPnetS2TModel``:
+
+    * the data name ``bandwidth``: one bandwidth guiding-token id per
+      utterance (from ``utt2bw`` through the ``smoe_s2t`` preprocessor), which
+      routes an S-MoE encoder;
+    * resolution of the encoder/decoder routing tables against the token list
+      when the model is built (unknown tokens fail here, not mid-training);
+    * errors that name the utterance when a row cannot be routed;
+    * ``mask_guiding_targets``: no attention loss on the task token.
+
+    Args:
+        mask_guiding_targets: Exclude the decoder's guiding tokens from the
+            attention loss (default True; see the decoder's leak note).
+        **kwargs: Everything ``ESPnetS2TModel`` takes.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        vocab_size: int,
+        token_list: Union[Tuple[str, ...], List[str]],
+        encoder: torch.nn.Module,
+        decoder: Optional[torch.nn.Module],
+        mask_guiding_targets: bool = True,
+        **kwargs,
+    ):
+        super().__init__(
+            vocab_size=vocab_size,
+            token_list=token_list,
+            encoder=encoder,
+            decoder=decoder,
+            **kwargs,
+        )
+        for part in (self.encoder, self.decoder):
+            if isinstance(part, GuidedExperts):
+                part.resolve_tokens(token_list)
+        if mask_guiding_targets and isinstance(self.decoder, GuidedExperts):
+            guiding_ids = [token_list.index(t) for t in self.decoder.routing]
+            self.criterion_att = MaskGuidingTargets(
+                self.criterion_att, guiding_ids, self.ignore_id
+            )
+        # Bandwidth token ids (Batch,) for the next encode(): set by forward()
+        # and by bandwidth_scope() at inference.
+        self._bandwidth: Optional[torch.Tensor] = None
+
+    @property
+    def routes_encoder(self) -> bool:
+        return isinstance(self.encoder, GuidedExperts)
+
+    @contextlib.contextmanager
+    def bandwidth_scope(self, bandwidth: Optional[torch.Tensor]) -> Iterator[None]:
+        """Route every ``encode`` inside the block by these token ids (Batch,)."""
+        previous, self._bandwidth = self._bandwidth, bandwidth
+        try:
+            yield
+        finally:
+            self._bandwidth = previous
+
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        text_prev: torch.Tensor,
+        text_prev_lengths: torch.Tensor,
+        text_ctc: torch.Tensor,
+        text_ctc_lengths: torch.Tensor,
+        bandwidth: Optional[torch.Tensor] = None,
+        bandwidth_lengths: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """Frontend + encoder + decoder + losses, as ``ESPnetS2TModel.forward``.
+
+        Args:
+            speech: (Batch, Samples).
+            text, text_prev, text_ctc: (Batch, Length) token ids.
+            bandwidth: (Batch, 1) or (Batch,) bandwidth guiding-token ids;
+                required when the encoder is S-MoE.
+            kwargs: ``utt_id`` (list of Batch keys) names rows in errors.
+        """
+        utt_ids = kwargs.get("utt_id")
+        if self.routes_encoder and bandwidth is None:
+            raise ValueError(
+                f"utterances {_names(utt_ids, range(speech.size(0)))} have no "
+                f"bandwidth token, but the encoder routes by "
+                f"{sorted(self.encoder.routing)}: add utt2bw to the data, e.g. "
+                "--train_data_path_and_name_and_type dump/raw/train/utt2bw,bandwidth,text"
+            )
+        try:
+            with self.bandwidth_scope(bandwidth):
+                return super().forward(
+                    speech,
+                    speech_lengths,
+                    text,
+                    text_lengths,
+                    text_prev,
+                    text_prev_lengths,
+                    text_ctc,
+                    text_ctc_lengths,
+                    **kwargs,
+                )
+        except RoutingError as e:
+            raise RoutingError(
+                f"utterances {_names(utt_ids, e.rows)}: {e}", e.rows
+            ) from e
+
+    def encode(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        bandwidth: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frontend + encoder; also used by ESPnet's S2T inference.
+
+        Args:
+            speech: (Batch, Samples).
+            speech_lengths: (Batch,).
+            bandwidth: (Batch,) or (Batch, 1) bandwidth token ids; defaults to
+                the ones of :meth:`bandwidth_scope`.
+        """
+        if self.routes_encoder:
+            if bandwidth is None:
+                bandwidth = self._bandwidth
+            if bandwidth is None:
+                raise ValueError(
+                    "this S-MoE encoder routes by bandwidth tokens "
+                    f"{sorted(self.encoder.routing)}: give bandwidth ids (Batch,), "
+                    "e.g. inference with --bandwidth_sym nb or a bandwidth data file"
+                )
+            bandwidth = bandwidth.reshape(bandwidth.size(0), -1)[:, 0]
+            if bandwidth.size(0) != speech.size(0):
+                raise ValueError(
+                    f"{bandwidth.size(0)} bandwidth tokens for {speech.size(0)} utterances"
+                )
+            self.encoder.route(self.encoder.experts_for_tokens(bandwidth.to(speech.device)))
+        return super().encode(speech, speech_lengths)
+
+
+def _names(utt_ids: Optional[Sequence[str]], rows) -> List[str]:
+    rows = list(rows)
+    if utt_ids is None:
+        return [f"row {r}" for r in rows]
+    return [utt_ids[r] for r in rows]
