@@ -1,0 +1,39 @@
+# shellcheck shell=bash
+# Job launchers used by run.sh, Kaldi style:
+#
+#   ${decode_cmd} JOB=1:${nj} ${dir}/log/decode.JOB.log python -m ... --key_file ${dir}/keys.JOB.scp
+#   ${train_cmd} --gpu ${ngpu} ${dir}/log/train.log python -m ...
+#
+# Launcher options (before JOB=/the log): --gpu N, --num_nodes N, --mem X,
+# --time T, --max_jobs_run N. JOB in the log path and in the command is
+# replaced by the job index. See local/launch.py for the details.
+#
+# cmd_backend selects where jobs run:
+#   local: on this machine, all jobs of an array in parallel (add
+#          --max_jobs_run N to the command variable to cap them).
+#   slurm: sbatch --wait, options from conf/slurm.conf (partition, gres, mem,
+#          time, cpus); multi-node training with --num_nodes N runs under srun.
+# It can be overridden from the environment: cmd_backend=slurm ./run.sh ...
+
+cmd_backend=${cmd_backend:-local}
+
+case "${cmd_backend}" in
+    local)
+        _launch="python3 local/launch.py --backend local"
+        ;;
+    slurm)
+        _launch="python3 local/launch.py --backend slurm --config conf/slurm.conf"
+        ;;
+    *)
+        echo "cmd.sh: unknown cmd_backend '${cmd_backend}' (expected local or slurm)" >&2
+        return 1 2>/dev/null || exit 1
+        ;;
+esac
+
+# Training and other single jobs.
+export train_cmd="${_launch}"
+# Jobs that need GPUs (pass --gpu N).
+export cuda_cmd="${_launch}"
+# Decoding arrays (JOB=1:nj).
+export decode_cmd="${_launch}"
+unset _launch

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Splits a Kaldi scp into contiguous key files for parallel decoding.
+
+Usage::
+
+    nj=$(python3 local/split_keys.py --scp data/test_nb/wav.scp --nj 8 --out_dir DIR)
+
+writes ``DIR/keys.1.scp .. DIR/keys.<nj>.scp``. Every key lands in exactly one
+file, in the order of the scp; chunk sizes differ by at most one. ``nj`` is
+capped at the number of keys, and the effective value is the only thing
+printed on stdout so that run.sh can use it for ``JOB=1:${nj}``. The files keep
+the full scp lines: ESPnet's ``--key_file`` only reads the first column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+
+def read_scp_lines(path: Path) -> list[str]:
+    """Reads the non-empty lines of an scp, checking keys are unique.
+
+    Args:
+        path: The scp file.
+
+    Returns:
+        The lines, without their newline.
+
+    Raises:
+        ValueError: If the file has no entries or a key appears twice.
+    """
+    lines: list[str] = []
+    first_seen: dict[str, int] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        key = line.split(maxsplit=1)[0]
+        if key in first_seen:
+            raise ValueError(
+                f"{path}:{lineno}: duplicate key {key!r} (first at line "
+                f"{first_seen[key]})"
+            )
+        first_seen[key] = lineno
+        lines.append(line)
+    if not lines:
+        raise ValueError(f"{path}: no entries to split")
+    return lines
+
+
+def split_contiguous(items: list[str], nj: int) -> list[list[str]]:
+    """Splits items into ``nj`` contiguous chunks whose sizes differ by <= 1.
+
+    Args:
+        items: The items to split; ``1 <= nj <= len(items)``.
+        nj: Number of chunks.
+
+    Returns:
+        The chunks, in order; their concatenation is ``items``.
+    """
+    base, extra = divmod(len(items), nj)
+    chunks, start = [], 0
+    for j in range(nj):
+        # The first `extra` chunks take one more item.
+        size = base + (1 if j < extra else 0)
+        chunks.append(items[start : start + size])
+        start += size
+    return chunks
+
+
+def remove_stale(out_dir: Path, nj: int) -> None:
+    """Deletes keys.J.scp with J > nj left by an earlier run with more jobs."""
+    for path in out_dir.glob("keys.*.scp"):
+        match = re.fullmatch(r"keys\.(\d+)\.scp", path.name)
+        if match and int(match.group(1)) > nj:
+            path.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scp", type=Path, required=True, help="input scp")
+    parser.add_argument("--nj", type=int, required=True, help="requested jobs")
+    parser.add_argument("--out_dir", type=Path, required=True, help="output folder")
+    args = parser.parse_args(argv)
+
+    if args.nj < 1:
+        parser.error(f"--nj must be >= 1, got {args.nj}")
+    try:
+        lines = read_scp_lines(args.scp)
+    except (OSError, ValueError) as err:
+        print(f"split_keys.py: error: {err}", file=sys.stderr)
+        return 1
+    nj = min(args.nj, len(lines))
+    if nj < args.nj:
+        print(
+            f"split_keys.py: {args.scp} has only {len(lines)} keys: "
+            f"using nj={nj} instead of {args.nj}",
+            file=sys.stderr,
+        )
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale(args.out_dir, nj)
+    for j, chunk in enumerate(split_contiguous(lines, nj), 1):
+        text = "\n".join(chunk) + "\n"
+        (args.out_dir / f"keys.{j}.scp").write_text(text, encoding="utf-8")
+    print(nj)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

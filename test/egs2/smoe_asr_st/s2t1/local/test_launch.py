@@ -1,0 +1,370 @@
+"""Tests for local/launch.py: the local backend and the generated sbatch script."""
+
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import launch
+
+LAUNCH = Path(launch.__file__)
+
+# A stand-in for sbatch: records its arguments, then runs the script once per
+# array task with the output redirection Slurm would do, and exits with the
+# highest task exit code (what `sbatch --wait` does for arrays).
+FAKE_SBATCH = r"""#!/usr/bin/env bash
+printf '%s\n' "$@" > "${FAKE_SBATCH_RECORD}"
+script="${@: -1}"
+out=$(sed -n 's/^#SBATCH --output=//p' "${script}")
+range=$(sed -n 's/^#SBATCH --array=\([0-9]*-[0-9]*\).*/\1/p' "${script}")
+rc=0
+if [ -n "${range}" ]; then
+    for i in $(seq "${range%-*}" "${range#*-}"); do
+        SLURM_ARRAY_TASK_ID=${i} SLURM_JOB_ID=42 \
+            bash "${script}" > "${out//%a/${i}}" 2>&1
+        code=$?
+        [ "${code}" -gt "${rc}" ] && rc=${code}
+    done
+else
+    SLURM_JOB_ID=42 bash "${script}" > "${out}" 2>&1
+    rc=$?
+fi
+exit ${rc}
+"""
+
+# A stand-in for srun: records that it was used and runs the command once.
+FAKE_SRUN = r"""#!/usr/bin/env bash
+echo "srun $*" >> "${FAKE_SRUN_RECORD}"
+exec "$@"
+"""
+
+SLURM_CONF = """\
+# test config
+partition = cpu_q
+gpu_partition = gpu_q   # GPUs live here
+gres = gpu:{gpu}
+cpus_per_task = 3
+mem = 2G
+time = 0-01:00:00
+extra_options = --account=smoe --qos=low
+"""
+
+
+def run_launcher(args, cwd):
+    """Runs launch.py as run.sh would, returning the completed process."""
+    return subprocess.run(
+        [sys.executable, str(LAUNCH), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_local_array_substitutes_job_in_logs_and_command(tmp_path):
+    proc = run_launcher(
+        ["JOB=1:3", "exp/log/decode.JOB.log", "echo", "keys.JOB.scp", "output.JOB"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for job in (1, 2, 3):
+        log = (tmp_path / f"exp/log/decode.{job}.log").read_text()
+        lines = log.splitlines()
+        assert lines[0] == f"# echo keys.{job}.scp output.{job}"
+        assert lines[1].startswith("# Started at ")
+        assert f"keys.{job}.scp output.{job}" in lines
+        footer = r"^# Ended \(code 0\) at .*elapsed time \d+ seconds$"
+        assert re.search(footer, log, re.M)
+    assert not (tmp_path / "exp/log/decode.JOB.log").exists()
+
+
+def test_local_array_reports_failed_job_and_its_log(tmp_path):
+    # Job 2 exits with 3, the others succeed.
+    body = "echo hi; exit $(( JOB == 2 ? 3 : 0 ))"
+    proc = run_launcher(["JOB=1:3", "log/x.JOB.log", "bash", "-c", body], tmp_path)
+    assert proc.returncode != 0
+    assert "1 of 3 job(s) failed" in proc.stderr
+    assert "job 2: exit code 3, see log/x.2.log" in proc.stderr
+    assert "job 1" not in proc.stderr and "job 3" not in proc.stderr
+    assert "# Ended (code 3)" in (tmp_path / "log/x.2.log").read_text()
+    assert "# Ended (code 0)" in (tmp_path / "log/x.1.log").read_text()
+
+
+def test_local_single_job_keeps_quoting_and_shell_operators(tmp_path):
+    # A quoted argument stays one argument; a bare '|' and '>' act as in Kaldi.
+    command = ["echo", "a  b", "SLURM_JOB_ID", "|", "tr", "a", "A", ">", "out.txt"]
+    proc = run_launcher(["log/one.log", *command], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # JOB inside a longer word is not a job index: SLURM_JOB_ID is kept.
+    assert (tmp_path / "out.txt").read_text() == "A  b SLURM_JOB_ID\n"
+    header = (tmp_path / "log/one.log").read_text().splitlines()[0]
+    assert header == "# echo 'a  b' SLURM_JOB_ID | tr a A > out.txt"
+
+
+def test_local_jobs_run_in_parallel_by_default(tmp_path):
+    # Each job waits until all three have started: only passes if concurrent.
+    wait_all = (
+        "touch started.JOB; for i in $(seq 100); do "
+        "[ $(ls started.* | wc -l) -eq 3 ] && exit 0; sleep 0.05; done; exit 1"
+    )
+    proc = run_launcher(["JOB=1:3", "log/p.JOB.log", "bash", "-c", wait_all], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_local_max_jobs_run_serialises(tmp_path):
+    body = "echo start JOB >> seq.txt; sleep 0.1; echo end JOB >> seq.txt"
+    args = ["--max_jobs_run", "1", "JOB=1:3", "log/s.JOB.log", "bash", "-c", body]
+    proc = run_launcher(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    events = (tmp_path / "seq.txt").read_text().split("\n")[:-1]
+    # With one job at a time, every start is immediately followed by its end.
+    pairs = [(events[i], events[i + 1]) for i in range(0, len(events), 2)]
+    assert pairs == [(f"start {j}", f"end {j}") for j in (1, 2, 3)]
+
+
+def test_array_needs_job_in_log_path(tmp_path):
+    proc = run_launcher(["JOB=1:2", "log/same.log", "true"], tmp_path)
+    assert proc.returncode == 2
+    assert "needs JOB in the log path" in proc.stderr
+
+
+def test_parse_args_options_and_ranges():
+    req = launch.parse_args(
+        ["--gpu=2", "--mem", "8G", "--time", "1:00:00"]
+        + ["JOB=4", "l.JOB.log", "cmd", "--x"]
+    )
+    assert (req.gpu, req.mem, req.time) == (2, "8G", "1:00:00")
+    assert req.indices == [4]
+    assert req.command == ["cmd", "--x"]
+    with pytest.raises(launch.LaunchError, match="unknown option '--gpus'"):
+        launch.parse_args(["--gpus", "1", "log", "cmd"])
+    with pytest.raises(launch.LaunchError, match="empty job range"):
+        launch.parse_args(["JOB=3:1", "l.JOB.log", "cmd"])
+    with pytest.raises(launch.LaunchError, match="usage"):
+        launch.parse_args(["log.log"])
+
+
+def test_local_rejects_multi_node(tmp_path):
+    proc = run_launcher(["--num_nodes", "2", "log/t.log", "true"], tmp_path)
+    assert proc.returncode == 2
+    assert "needs the slurm backend" in proc.stderr
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """Puts fake sbatch/srun on PATH and a test slurm.conf in tmp_path."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN)):
+        path = bin_dir / name
+        path.write_text(text)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SBATCH_RECORD", str(tmp_path / "sbatch_args.txt"))
+    monkeypatch.setenv("FAKE_SRUN_RECORD", str(tmp_path / "srun_calls.txt"))
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "slurm.conf").write_text(SLURM_CONF)
+    return work
+
+
+def slurm(work, *args):
+    return run_launcher(["--backend", "slurm", "--config", "slurm.conf", *args], work)
+
+
+def test_slurm_array_script_and_logs(fake_slurm):
+    work = fake_slurm
+    proc = slurm(
+        work,
+        "--gpu", "2", "--mem", "8G", "--max_jobs_run", "2",
+        "JOB=1:3", "exp/log/decode.JOB.log", "echo", "keys.JOB.scp", "a b",
+    )
+    assert proc.returncode == 0, proc.stderr
+
+    script = work / "exp/log/decode.JOB.sbatch.sh"
+    text = script.read_text()
+    options = re.findall(r"^#SBATCH (.*)$", text, re.M)
+    assert options == [
+        "--job-name=decode",
+        f"--output={work}/exp/log/decode.%a.log",
+        "--array=1-3%2",
+        "--partition=gpu_q",
+        "--cpus-per-task=3",
+        "--mem=8G",  # the launcher option wins over the config
+        "--time=0-01:00:00",
+        "--gres=gpu:2",
+        "--account=smoe",
+        "--qos=low",
+    ]
+    assert 'export JOB="${SLURM_ARRAY_TASK_ID}"' in text
+    assert "bash -o pipefail -c 'echo keys.\"${JOB}\".scp '\"'\"'a b'\"'\"''" in text
+    assert "srun" not in text
+    record = (work.parent / "sbatch_args.txt").read_text().split()
+    assert record == ["--wait", "exp/log/decode.JOB.sbatch.sh"]
+
+    for job in (1, 2, 3):
+        log = (work / f"exp/log/decode.{job}.log").read_text()
+        # Same header as the local backend, with JOB expanded.
+        assert log.splitlines()[0] == f"# echo keys.{job}.scp 'a b'"
+        assert f"keys.{job}.scp a b\n" in log
+        assert "# Ended (code 0)" in log
+
+
+def test_slurm_cpu_single_job_has_no_array_or_gres(fake_slurm):
+    work = fake_slurm
+    proc = slurm(work, "--time", "2:00:00", "log/train.log", "echo", "JOB")
+    assert proc.returncode == 0, proc.stderr
+    text = (work / "log/train.sbatch.sh").read_text()
+    assert "--array" not in text and "--gres" not in text and "--nodes" not in text
+    assert "#SBATCH --partition=cpu_q" in text
+    assert "#SBATCH --time=2:00:00" in text
+    assert "#SBATCH --mem=2G" in text
+    # Without JOB=, the word JOB is passed through verbatim, as locally.
+    assert "JOB\n" in (work / "log/train.log").read_text()
+
+
+def test_slurm_failed_task_is_named(fake_slurm):
+    work = fake_slurm
+    body = "exit $(( JOB == 3 ? 5 : 0 ))"
+    proc = slurm(work, "JOB=1:3", "log/d.JOB.log", "bash", "-c", body)
+    assert proc.returncode == 1
+    assert "1 of 3 job(s) failed" in proc.stderr
+    assert "job 3: exit code 5, see log/d.3.log" in proc.stderr
+
+
+def test_slurm_multi_node_uses_srun_one_task_per_gpu(fake_slurm):
+    work = fake_slurm
+    proc = slurm(
+        work, "--gpu", "4", "--num_nodes", "2", "exp/log/train.log",
+        "python3", "-c", "print('trained')",
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = (work / "exp/log/train.sbatch.sh").read_text()
+    assert "#SBATCH --nodes=2" in text
+    assert "#SBATCH --ntasks-per-node=4" in text
+    assert "#SBATCH --gres=gpu:4" in text
+    assert re.search(r"^srun bash -o pipefail -c ", text, re.M)
+    assert (work.parent / "srun_calls.txt").read_text().startswith("srun bash")
+    assert "trained" in (work / "exp/log/train.log").read_text()
+
+
+def test_slurm_config_errors_name_the_line(fake_slurm):
+    work = fake_slurm
+    (work / "bad.conf").write_text("partition = cpu\npartion = gpu\n")
+    proc = run_launcher(
+        ["--backend", "slurm", "--config", "bad.conf", "log/x.log", "true"], work
+    )
+    assert proc.returncode == 2
+    assert "bad.conf:2:" in proc.stderr
+
+
+def test_repo_slurm_conf_parses():
+    conf = launch.read_slurm_conf(launch.DEFAULT_CONFIG)
+    assert "{gpu}" in conf["gres"]
+
+
+# Parallel decoding helpers: split_keys.py -> launch.py JOB array -> merge_decode.py.
+
+SPLIT_KEYS = LAUNCH.with_name("split_keys.py")
+MERGE_DECODE = LAUNCH.with_name("merge_decode.py")
+
+# Stands in for s2t_inference: writes a 1-best line per key of its key file.
+FAKE_DECODER = (
+    "import sys, pathlib; keys, out = sys.argv[1], pathlib.Path(sys.argv[2]); "
+    "d = out / '1best_recog'; d.mkdir(parents=True); "
+    "ks = [l.split()[0] for l in open(keys)]; "
+    "(d / 'text').write_text(''.join(f'{k} hyp of {k}\\n' for k in ks)); "
+    "(d / 'score').write_text(''.join(f'{k} -1.5\\n' for k in ks))"
+)
+
+
+def write_scp(path, keys):
+    path.write_text("".join(f"{k} /wav/{k}.wav\n" for k in keys))
+
+
+def run_tool(script, args, cwd):
+    return subprocess.run(
+        [sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def test_split_keys_contiguous_and_complete(tmp_path):
+    keys = [f"utt{i}" for i in range(7)]
+    write_scp(tmp_path / "wav.scp", keys)
+    args = ["--scp", "wav.scp", "--nj", "3", "--out_dir", "d"]
+    proc = run_tool(SPLIT_KEYS, args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "3\n"
+    parts = [(tmp_path / f"d/keys.{j}.scp").read_text().splitlines() for j in (1, 2, 3)]
+    assert [len(p) for p in parts] == [3, 2, 2]
+    # Contiguous: concatenating the parts gives back the scp, line for line.
+    assert sum(parts, []) == (tmp_path / "wav.scp").read_text().splitlines()
+
+
+def test_split_keys_caps_nj_and_removes_stale_files(tmp_path):
+    write_scp(tmp_path / "wav.scp", ["a", "b"])
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d/keys.5.scp").write_text("old 1\n")
+    args = ["--scp", "wav.scp", "--nj", "8", "--out_dir", "d"]
+    proc = run_tool(SPLIT_KEYS, args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "2\n"
+    names = sorted(p.name for p in (tmp_path / "d").iterdir())
+    assert names == ["keys.1.scp", "keys.2.scp"]
+
+
+def test_split_keys_rejects_duplicate_keys(tmp_path):
+    (tmp_path / "wav.scp").write_text("a x\nb y\na z\n")
+    args = ["--scp", "wav.scp", "--nj", "2", "--out_dir", "d"]
+    proc = run_tool(SPLIT_KEYS, args, tmp_path)
+    assert proc.returncode == 1
+    assert "wav.scp:3: duplicate key 'a'" in proc.stderr
+
+
+def decode_in_parallel(tmp_path, keys, nj):
+    """Splits, runs the fake decoder as a JOB array and returns the dir."""
+    write_scp(tmp_path / "wav.scp", keys)
+    args = ["--scp", "wav.scp", "--nj", str(nj), "--out_dir", "dec"]
+    nj = int(run_tool(SPLIT_KEYS, args, tmp_path).stdout)
+    proc = run_launcher(
+        [f"JOB=1:{nj}", "dec/log/decode.JOB.log", sys.executable, "-c", FAKE_DECODER]
+        + ["dec/keys.JOB.scp", "dec/output.JOB"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return tmp_path / "dec", nj
+
+
+def test_merge_decode_sorted_union(tmp_path):
+    keys = ["c2", "a1", "b3", "e9", "d0"]
+    out, nj = decode_in_parallel(tmp_path, keys, 2)
+    proc = run_tool(MERGE_DECODE, ["--nj", str(nj), "--dir", "dec"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    merged = (out / "1best_recog/text").read_text().splitlines()
+    assert merged == [f"{k} hyp of {k}" for k in sorted(keys)]
+    assert (out / "1best_recog/score").read_text().count("\n") == len(keys)
+    # Files no job wrote (token, ...) are skipped, not invented.
+    assert not (out / "1best_recog/token").exists()
+
+
+def test_merge_decode_names_missing_keys(tmp_path):
+    out, nj = decode_in_parallel(tmp_path, ["u1", "u2", "u3", "u4"], 2)
+    text = out / "output.2/1best_recog/text"
+    text.write_text(text.read_text().splitlines()[0] + "\n")  # drop u4
+    proc = run_tool(MERGE_DECODE, ["--nj", str(nj), "--dir", "dec"], tmp_path)
+    assert proc.returncode == 1
+    assert "1 key(s) not decoded: u4" in proc.stderr
+    assert "1best_recog/text" in proc.stderr
+
+
+def test_merge_decode_names_job_without_output(tmp_path):
+    out, nj = decode_in_parallel(tmp_path, ["u1", "u2", "u3"], 3)
+    (out / "output.2/1best_recog/score").unlink()
+    proc = run_tool(MERGE_DECODE, ["--nj", str(nj), "--dir", "dec"], tmp_path)
+    assert proc.returncode == 1
+    assert "score is missing from 1 of 3 jobs" in proc.stderr
+    assert "output.2/1best_recog/score" in proc.stderr
