@@ -1,0 +1,449 @@
+#!/usr/bin/env python3
+"""Stage 1: obtain the Asterisk core sounds (en audio + en/fr transcripts), decode G.722.
+
+Sources, in this order (``--source auto``):
+
+1. ``--db DIR`` (``ASTERISK=`` in db.sh) when not empty: a folder holding the four
+   Debian .debs, or the upstream ``asterisk-core-sounds-*-<version>.tar.gz``
+   tarballs, or an already unpacked tree (e.g. a Debian root, or the folder of an
+   installed system, ``/usr/share``).  Unpacked trees are read in place.
+2. ``apt-get download`` of the four packages WITHOUT installing them, with a
+   private apt state under ``<download_dir>/apt`` (``apt-get update`` runs once
+   into it when it is empty; if that fails the system lists are used).
+3. The upstream tarballs by URL (``--upstream_url``; en-wav, en-g722, fr-wav).
+   Their transcripts ``core-sounds-en.txt``/``core-sounds-fr.txt`` lie at the
+   top of the tarballs.
+
+Outputs under ``--out_dir`` (default ``data/local/asterisk``):
+
+* ``unpacked/``: unpacked packages/tarballs (not for an in-place db tree);
+* ``wb16k/<name>.wav``: the G.722 files decoded to 16 kHz mono PCM16;
+* ``prompts.tsv``: one row per prompt name seen anywhere (English transcript,
+  French transcript, .wav or .g722 list), with columns ``name, en_entry,
+  en_text, fr_entry, fr_text, wav8k, g722, wav16k, dur8k, dur16k, problem,
+  detail``.  Texts are the raw transcript text (tabs removed); normalisation
+  happens in stage 3.  ``problem`` is empty or one of ``corrupt_wav8k``,
+  ``corrupt_g722``; nothing is dropped here;
+* ``.done``: marker; a second run with the marker present does nothing
+  (``--force`` redoes the work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asterisk_data import (  # noqa: E402
+    clean_field,
+    display_path,
+    parse_transcript,
+    setup_logging,
+    write_tsv,
+)
+
+PACKAGES = (
+    "asterisk-core-sounds-en",
+    "asterisk-core-sounds-en-wav",
+    "asterisk-core-sounds-en-g722",
+    "asterisk-core-sounds-fr",
+)
+DEFAULT_VERSION = "1.6.1"
+DEFAULT_UPSTREAM_URL = "https://downloads.asterisk.org/pub/telephony/sounds/releases"
+# upstream tarball part -> subfolder of unpacked/upstream it is extracted into
+UPSTREAM_PARTS = {"en-wav": "en", "en-g722": "en", "fr-wav": "fr"}
+PROMPT_COLUMNS = [
+    "name", "en_entry", "en_text", "fr_entry", "fr_text",
+    "wav8k", "g722", "wav16k", "dur8k", "dur16k", "problem", "detail",
+]
+FAMILY_DIRS = {"digits", "letters", "phonetic", "dictate", "followme", "silence"}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", default="", help="ASTERISK folder from db.sh ('' = download)")
+    p.add_argument("--download_dir", default="downloads", type=Path)
+    p.add_argument("--out_dir", default="data/local/asterisk", type=Path)
+    p.add_argument("--source", default="auto", choices=["auto", "db", "apt", "upstream"])
+    p.add_argument("--version", default=DEFAULT_VERSION, help="upstream tarball version")
+    p.add_argument("--upstream_url", default=DEFAULT_UPSTREAM_URL)
+    p.add_argument("--force", action="store_true", help="redo even if the .done marker exists")
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+# --------------------------------------------------------------------------- unpacking
+def extract_deb_python(deb: Path, dest: Path) -> None:
+    """Unpack a .deb's data.tar.* without dpkg-deb (ar archive + tarfile)."""
+    with open(deb, "rb") as f:
+        if f.read(8) != b"!<arch>\n":
+            raise ValueError(f"{deb} is not a Debian package (no ar magic)")
+        while True:
+            header = f.read(60)
+            if len(header) < 60:
+                break
+            member = header[:16].decode("ascii").strip().rstrip("/")
+            size = int(header[48:58].decode("ascii").strip())
+            payload = f.read(size)
+            if size % 2:
+                f.read(1)
+            if member.startswith("data.tar"):
+                if member.endswith(".zst"):
+                    raise RuntimeError(f"{deb}: zstd data member needs dpkg-deb")
+                with tarfile.open(fileobj=io.BytesIO(payload), mode="r:*") as tar:
+                    tar.extractall(dest, filter="data")
+                return
+    raise ValueError(f"{deb}: no data.tar member")
+
+
+def extract_deb(deb: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    if shutil.which("dpkg-deb"):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], check=True)
+    else:
+        extract_deb_python(deb, dest)
+
+
+def find_debs(folder: Path) -> Dict[str, Path]:
+    """Package name -> newest-looking .deb in folder (exact package-name match)."""
+    found: Dict[str, Path] = {}
+    for pkg in PACKAGES:
+        hits = sorted(folder.glob(f"{pkg}_*.deb"))
+        if hits:
+            found[pkg] = hits[-1]
+    return found
+
+
+def find_tarballs(folder: Path) -> Dict[str, Path]:
+    found: Dict[str, Path] = {}
+    for part in UPSTREAM_PARTS:
+        hits = sorted(folder.glob(f"asterisk-core-sounds-{part}-*.tar.gz"))
+        if hits:
+            found[part] = hits[-1]
+    return found
+
+
+def unpack_debs(debs: Dict[str, Path], unpack_dir: Path) -> Path:
+    missing = [p for p in PACKAGES if p not in debs]
+    if missing:
+        raise FileNotFoundError(f"missing .deb for {missing}")
+    root = unpack_dir / "debian"
+    if root.exists():
+        shutil.rmtree(root)
+    for pkg in tqdm(PACKAGES, desc="unpack .deb", unit="pkg"):
+        logging.info("unpacking %s", debs[pkg])
+        extract_deb(debs[pkg], root)
+    return root
+
+
+def unpack_tarballs(tarballs: Dict[str, Path], unpack_dir: Path) -> Path:
+    missing = [p for p in UPSTREAM_PARTS if p not in tarballs]
+    if missing:
+        raise FileNotFoundError(f"missing upstream tarball(s) for {missing}")
+    root = unpack_dir / "upstream"
+    if root.exists():
+        shutil.rmtree(root)
+    for part, sub in tqdm(UPSTREAM_PARTS.items(), desc="unpack tarballs", unit="tar"):
+        dest = root / sub
+        dest.mkdir(parents=True, exist_ok=True)
+        logging.info("extracting %s -> %s", tarballs[part], dest)
+        with tarfile.open(tarballs[part], "r:gz") as tar:
+            if part.startswith("fr"):
+                # only the French transcript is needed, not the French audio
+                members = [m for m in tar.getmembers() if Path(m.name).name.startswith("core-sounds-fr.txt")]
+                tar.extractall(dest, members=members, filter="data")
+            else:
+                tar.extractall(dest, filter="data")
+    return root
+
+
+# --------------------------------------------------------------------------- downloading
+def apt_download(packages: Tuple[str, ...], download_dir: Path) -> Dict[str, Path]:
+    """``apt-get download`` into download_dir with a private apt state (no install)."""
+    download_dir.mkdir(parents=True, exist_ok=True)
+    have = find_debs(download_dir)
+    todo = [p for p in packages if p not in have]
+    if not todo:
+        logging.info("all %d .debs already in %s", len(packages), download_dir)
+        return have
+    if not shutil.which("apt-get"):
+        raise RuntimeError("apt-get not found")
+    state = (download_dir / "apt").absolute()
+    lists, cache = state / "lists", state / "cache"
+    (lists / "partial").mkdir(parents=True, exist_ok=True)
+    (cache / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    private = ["-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={cache}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # root: let apt write into our folder without dropping to the _apt user
+        private += ["-o", "APT::Sandbox::User=root"]
+    opts = private
+    if not any(lists.glob("*_Packages*")):
+        logging.info("private apt lists empty: apt-get update into %s", lists)
+        r = subprocess.run(["apt-get", "-q", *private, "update"], capture_output=True, text=True)
+        if r.returncode != 0 or not any(lists.glob("*_Packages*")):
+            logging.warning(
+                "private apt-get update failed (rc=%d): %s; falling back to the system lists",
+                r.returncode, r.stderr.strip()[-500:],
+            )
+            opts = ["-o", f"Dir::Cache={cache}"]
+    logging.info("apt-get download %s", " ".join(todo))
+    r = subprocess.run(
+        ["apt-get", "-q", *opts, "download", *todo],
+        cwd=download_dir, capture_output=True, text=True,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"apt-get download failed (rc={r.returncode}): {r.stderr.strip()[-800:]}")
+    have = find_debs(download_dir)
+    missing = [p for p in packages if p not in have]
+    if missing:
+        raise RuntimeError(f"apt-get download did not produce {missing}")
+    return have
+
+
+def download_file(url: str, dest: Path) -> None:
+    tmp = dest.with_name(dest.name + ".part")
+    with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
+            while True:
+                chunk = resp.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+                bar.update(len(chunk))
+    os.replace(tmp, dest)
+
+
+def upstream_download(download_dir: Path, base_url: str, version: str) -> Dict[str, Path]:
+    download_dir.mkdir(parents=True, exist_ok=True)
+    for part in UPSTREAM_PARTS:
+        name = f"asterisk-core-sounds-{part}-{version}.tar.gz"
+        dest = download_dir / name
+        if dest.exists():
+            logging.info("already downloaded: %s", dest)
+            continue
+        url = f"{base_url.rstrip('/')}/{name}"
+        logging.info("downloading %s", url)
+        download_file(url, dest)
+    return find_tarballs(download_dir)
+
+
+# --------------------------------------------------------------------------- locating
+def find_transcript(roots: List[Path], lang: str) -> Path:
+    names = {f"core-sounds-{lang}.txt", f"core-sounds-{lang}.txt.gz"}
+    hits: List[Path] = []
+    for root in roots:
+        for dirpath, _, files in os.walk(root):
+            hits.extend(Path(dirpath) / f for f in files if f in names)
+    if not hits:
+        raise FileNotFoundError(f"core-sounds-{lang}.txt[.gz] not found under {[str(r) for r in roots]}")
+    hits.sort()
+    if len(hits) > 1:
+        logging.warning("several %s transcripts, using %s: %s", lang, hits[0], [str(h) for h in hits])
+    return hits[0]
+
+
+def find_audio_dir(roots: List[Path], ext: str, transcript: Optional[Path] = None) -> Path:
+    """The English sounds folder holding *.<ext> files (digits/ etc. are inside it)."""
+    candidates: Dict[Path, int] = {}
+    for root in roots:
+        for dirpath, _, files in os.walk(root):
+            d = Path(dirpath)
+            if d.name in FAMILY_DIRS:
+                continue
+            n = sum(1 for f in files if f.endswith("." + ext))
+            if n:
+                candidates[d] = n
+    if not candidates:
+        raise FileNotFoundError(f"no *.{ext} files under {[str(r) for r in roots]}")
+
+    def is_english(d: Path) -> bool:
+        return d.name == "en" or d.name.startswith(("en_", "en-"))
+
+    preferred = [d for d in candidates if is_english(d)]
+    if not preferred and transcript is not None:
+        preferred = [d for d in candidates if d == transcript.parent]
+    if not preferred:
+        if len(candidates) == 1:
+            preferred = list(candidates)
+        else:
+            raise FileNotFoundError(
+                f"cannot tell which folder holds the English *.{ext} files: {sorted(map(str, candidates))}"
+            )
+    best = max(sorted(preferred), key=lambda d: candidates[d])
+    logging.info("English *.%s folder: %s (%d top-level files)", ext, best, candidates[best])
+    return best
+
+
+def list_audio(audio_dir: Path, ext: str) -> Dict[str, Path]:
+    """Prompt name (relative path without extension, '/'-separated) -> file."""
+    out: Dict[str, Path] = {}
+    for path in sorted(audio_dir.rglob(f"*.{ext}")):
+        if path.is_file():
+            out[path.relative_to(audio_dir).with_suffix("").as_posix()] = path
+    return out
+
+
+# --------------------------------------------------------------------------- decoding
+def decode_g722_file(src: Path, dst: Path) -> int:
+    """Decode one G.722 (64 kbit/s) file to 16 kHz PCM16 wav; returns the sample count."""
+    import G722  # local import: only this stage needs the codec
+
+    data = src.read_bytes()
+    if not data:
+        raise ValueError("empty G.722 file")
+    pcm = np.frombuffer(G722.G722(16000, 64000).decode(data), dtype=np.int16)
+    if pcm.size == 0:
+        raise ValueError("G.722 decoder returned no samples")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(dst), pcm, 16000, subtype="PCM_16")
+    return int(pcm.size)
+
+
+# --------------------------------------------------------------------------- main
+def obtain_sources(args) -> Tuple[List[Path], str]:
+    """Returns the roots to search and a description of the source."""
+    unpack_dir = args.out_dir / "unpacked"
+    source = args.source
+    db = Path(args.db) if args.db else None
+    if source == "auto":
+        source = "db" if db else "apt"
+    if source == "db":
+        if db is None or not db.is_dir():
+            raise FileNotFoundError(f"--db {args.db!r} is not a folder")
+        debs, tarballs = find_debs(db), find_tarballs(db)
+        if debs:
+            logging.info("db %s: %d .deb file(s)", db, len(debs))
+            return [unpack_debs(debs, unpack_dir)], f"db-debs:{db}"
+        if tarballs:
+            logging.info("db %s: %d upstream tarball(s)", db, len(tarballs))
+            return [unpack_tarballs(tarballs, unpack_dir)], f"db-tarballs:{db}"
+        logging.info("db %s: reading an unpacked tree in place", db)
+        return [db], f"db-tree:{db}"
+    if source == "apt":
+        try:
+            debs = apt_download(PACKAGES, args.download_dir)
+            return [unpack_debs(debs, unpack_dir)], "apt"
+        except Exception as exc:  # noqa: BLE001 - any apt failure -> next source
+            if args.source == "apt":
+                raise
+            logging.warning("apt-get download failed (%s); trying the upstream tarballs", exc)
+            source = "upstream"
+    if source == "upstream":
+        logging.info("fetching upstream tarballs (version %s) from %s", args.version, args.upstream_url)
+        tarballs = upstream_download(args.download_dir, args.upstream_url, args.version)
+        return [unpack_tarballs(tarballs, unpack_dir)], f"upstream:{args.upstream_url}"
+    raise ValueError(f"unknown source {source}")
+
+
+def build_inventory(roots: List[Path], out_dir: Path) -> Tuple[List[Dict[str, object]], Dict[str, int]]:
+    en_txt = find_transcript(roots, "en")
+    fr_txt = find_transcript(roots, "fr")
+    en_entries, en_stats = parse_transcript(en_txt)
+    fr_entries, fr_stats = parse_transcript(fr_txt)
+    logging.info("English transcript %s: %s", en_txt, en_stats)
+    logging.info("French transcript %s: %s", fr_txt, fr_stats)
+    wav_dir = find_audio_dir(roots, "wav", en_txt)
+    g722_dir = find_audio_dir(roots, "g722", en_txt)
+    wavs, g722s = list_audio(wav_dir, "wav"), list_audio(g722_dir, "g722")
+    logging.info("audio: %d .wav (8 kHz) in %s, %d .g722 in %s", len(wavs), wav_dir, len(g722s), g722_dir)
+
+    names = sorted(set(en_entries) | set(fr_entries) | set(wavs) | set(g722s))
+    rows: List[Dict[str, object]] = []
+    counts = {"prompts": len(names), "corrupt_wav8k": 0, "corrupt_g722": 0, "decoded": 0}
+    wb_dir = out_dir / "wb16k"
+    for name in tqdm(names, desc="decode G.722 / check wav", unit="prompt"):
+        row: Dict[str, object] = {
+            "name": name,
+            "en_entry": int(name in en_entries),
+            "en_text": clean_field(en_entries[name].raw) if name in en_entries else "",
+            "fr_entry": int(name in fr_entries),
+            "fr_text": clean_field(fr_entries[name].raw) if name in fr_entries else "",
+            "wav8k": "", "g722": "", "wav16k": "", "dur8k": "", "dur16k": "",
+            "problem": "", "detail": "",
+        }
+        problems: List[Tuple[str, str]] = []
+        if name in wavs:
+            row["wav8k"] = display_path(wavs[name])
+            try:
+                info = sf.info(str(wavs[name]))
+                if info.samplerate != 8000 or info.channels != 1 or info.frames == 0:
+                    raise ValueError(f"expected 8 kHz mono, got {info.samplerate} Hz x{info.channels}, {info.frames} frames")
+                row["dur8k"] = info.frames / info.samplerate
+            except Exception as exc:  # noqa: BLE001 - recorded, never dropped
+                problems.append(("corrupt_wav8k", f"{type(exc).__name__}: {exc}"))
+        if name in g722s:
+            row["g722"] = display_path(g722s[name])
+            dst = wb_dir / f"{name}.wav"
+            try:
+                n = decode_g722_file(g722s[name], dst)
+                row["wav16k"] = display_path(dst)
+                row["dur16k"] = n / 16000
+                counts["decoded"] += 1
+            except Exception as exc:  # noqa: BLE001
+                problems.append(("corrupt_g722", f"{type(exc).__name__}: {exc}"))
+        if problems:
+            row["problem"] = problems[0][0]
+            row["detail"] = clean_field("; ".join(f"{k}: {v}" for k, v in problems))
+            for key, _ in problems:
+                counts[key] += 1
+            logging.warning("%s: %s", name, row["detail"])
+        rows.append(row)
+
+    counts.update(
+        en_entries=len(en_entries),
+        fr_entries=len(fr_entries),
+        wav_files=len(wavs),
+        g722_files=len(g722s),
+        en_entry_without_audio=sum(1 for n in en_entries if n not in wavs and n not in g722s),
+        audio_without_en_entry=sum(1 for n in set(wavs) | set(g722s) if n not in en_entries),
+        wav_without_g722=sum(1 for n in wavs if n not in g722s),
+        g722_without_wav=sum(1 for n in g722s if n not in wavs),
+        fr_only_entries=sum(1 for n in fr_entries if n not in en_entries),
+    )
+    return rows, counts
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    start = time.time()
+    out_dir: Path = args.out_dir
+    marker, inventory = out_dir / ".done", out_dir / "prompts.tsv"
+    if marker.exists() and inventory.exists() and not args.force:
+        logging.info("%s exists: stage already done (%s); use --force to redo", marker, marker.read_text().strip())
+        return 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if marker.exists():
+        marker.unlink()
+    roots, source = obtain_sources(args)
+    rows, counts = build_inventory(roots, out_dir)
+    write_tsv(inventory, PROMPT_COLUMNS, rows)
+    dur8k = sum(float(r["dur8k"]) for r in rows if r["dur8k"] != "")
+    dur16k = sum(float(r["dur16k"]) for r in rows if r["dur16k"] != "")
+    counts["total_dur8k_min"] = round(dur8k / 60, 2)
+    counts["total_dur16k_min"] = round(dur16k / 60, 2)
+    for key, value in counts.items():
+        logging.info("  %-24s %s", key, value)
+    logging.info("wrote %s (%d rows) from %s in %.1f s", inventory, len(rows), source, time.time() - start)
+    marker.write_text(json.dumps({"source": source, **counts}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Stage 4: sentencepiece unigram model + ESPnet S2T token list.
+
+Training text: the English transcripts and French translations of the train set,
+taken from ``<train_dir>/text`` with the ``<eng><task><notimestamps>`` prefix
+removed, de-duplicated (each sentence occurs once per bandwidth and task there).
+
+``--vocab_size N`` counts the LEARNED pieces only.  The special symbols are
+user_defined_symbols on top of them (they must be single pieces for ESPnet):
+guiding tokens ``<asr> <st_fra> <nb> <wb>``, then ``<na> <notimestamps> <eng>``
+and the 1501 contiguous timestamps ``<0.00> .. <30.00>`` (step 0.02).  So
+sentencepiece is trained with ``vocab_size = N + 3 + 1508`` (``<unk> <s> </s>``
+included) and ``hard_vocab_limit=false``: on a corpus too small for N pieces
+it learns fewer (logged) instead of failing.  N is raised (logged) to the number
+of distinct characters when it is below it (each character needs a piece).
+
+Token list (``tokens.txt``, the order ESPnet S2T recipes use): ``<blank>``,
+``<unk>``, the sentencepiece pieces without its first three (``<unk> <s> </s>``),
+then ``<sos> <eos> <sop>``.
+
+Checks before writing: the specials are single pieces, the timestamps are
+contiguous in the token list, and ``<eng><asr><notimestamps> hello`` encodes to
+``['▁', '<eng>', '<asr>', '<notimestamps>', ...]`` (ESPnet's S2T preprocessor
+drops the first token of ``text`` unconditionally, so it must be the lone
+``▁``, and ``▁`` must be in the vocabulary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import sentencepiece as spm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asterisk_data import setup_logging  # noqa: E402
+
+GUIDING_TOKENS = ["<asr>", "<st_fra>", "<nb>", "<wb>"]
+S2T_TOKENS = ["<na>", "<notimestamps>", "<eng>"]
+TAIL_TOKENS = ["<sos>", "<eos>", "<sop>"]
+SPM_RESERVED = 3  # <unk> <s> </s> at ids 0..2
+PREFIX_RE = re.compile(r"^(?:<[^<>\s]+>)+\s*")
+SPACE = "\u2581"
+
+
+def timestamp_tokens(last: float = 30.0, step: float = 0.02) -> List[str]:
+    n = int(round(last / step))
+    return [f"<{i * step:.2f}>" for i in range(n + 1)]
+
+
+def user_symbols() -> List[str]:
+    return GUIDING_TOKENS + S2T_TOKENS + timestamp_tokens()
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train_dir", default="data/train", type=Path)
+    p.add_argument("--vocab_size", default=300, type=int, help="learned pieces (specials come on top)")
+    p.add_argument("--out_dir", default=None, type=Path, help="default data/token_list/bpe_unigram<N>")
+    p.add_argument("--character_coverage", default=1.0, type=float)
+    p.add_argument("--seed", default=777, type=int)
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def training_sentences(text_file: Path) -> List[str]:
+    """Unique plain sentences of a S2T ``text`` file, in first-seen order."""
+    seen, out = set(), []
+    with open(text_file, encoding="utf-8") as f:
+        for line in f:
+            parts = line.rstrip("\n").split(" ", 1)
+            if len(parts) < 2:
+                continue
+            sentence = PREFIX_RE.sub("", parts[1]).strip()
+            if sentence and sentence not in seen:
+                seen.add(sentence)
+                out.append(sentence)
+    return out
+
+
+def build_token_list(sp: spm.SentencePieceProcessor) -> List[str]:
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    if pieces[:SPM_RESERVED] != ["<unk>", "<s>", "</s>"]:
+        raise AssertionError(f"unexpected sentencepiece reserved pieces {pieces[:SPM_RESERVED]}")
+    return ["<blank>", "<unk>"] + pieces[SPM_RESERVED:] + TAIL_TOKENS
+
+
+def check_token_list(tokens: List[str], sp: spm.SentencePieceProcessor) -> None:
+    if len(set(tokens)) != len(tokens):
+        dup = sorted({t for t in tokens if tokens.count(t) > 1})
+        raise AssertionError(f"duplicate tokens: {dup[:10]}")
+    index = {t: i for i, t in enumerate(tokens)}
+    for tok in ["<blank>", "<unk>", "<sos>", "<eos>", "<sop>"] + S2T_TOKENS + GUIDING_TOKENS:
+        if tok not in index:
+            raise AssertionError(f"token list lacks {tok}")
+    stamps = timestamp_tokens()
+    first = index[stamps[0]]
+    if [index.get(t) for t in stamps] != list(range(first, first + len(stamps))):
+        raise AssertionError("timestamp tokens are not contiguous")
+    for tok in user_symbols():
+        if sp.encode_as_pieces(f"{tok}") != [SPACE, tok] and sp.encode_as_pieces(f"{tok}") != [tok]:
+            raise AssertionError(f"{tok} is not a single piece: {sp.encode_as_pieces(tok)}")
+    if SPACE not in index:
+        raise AssertionError("the lone '\u2581' piece is not in the vocabulary")
+    probe = "<eng><asr><notimestamps> hello"
+    pieces = sp.encode_as_pieces(probe)
+    if pieces[:4] != [SPACE, "<eng>", "<asr>", "<notimestamps>"]:
+        raise AssertionError(f"{probe!r} -> {pieces}: first piece must be the lone {SPACE!r}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    start = time.time()
+    out_dir = args.out_dir or Path(f"data/token_list/bpe_unigram{args.vocab_size}")
+    text_file = args.train_dir / "text"
+    if not text_file.exists():
+        logging.error("%s not found: run local/split_data.py first", text_file)
+        return 1
+    sentences = training_sentences(text_file)
+    if not sentences:
+        logging.error("no training sentences in %s", text_file)
+        return 1
+    out_dir.mkdir(parents=True, exist_ok=True)
+    corpus = out_dir / "train_text.txt"
+    corpus.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    symbols = user_symbols()
+    # every character needs its own piece (character_coverage 1.0 on a tiny corpus)
+    n_chars = len(set("".join(sentences).replace(" ", SPACE)) | {SPACE})
+    learned_target = args.vocab_size
+    if learned_target < n_chars:
+        logging.warning("--vocab_size %d < %d distinct characters: learning %d pieces",
+                        args.vocab_size, n_chars, n_chars)
+        learned_target = n_chars
+    spm_vocab = learned_target + SPM_RESERVED + len(symbols)
+    logging.info("%d unique sentences from %s; %d user symbols; sentencepiece vocab_size %d",
+                 len(sentences), text_file, len(symbols), spm_vocab)
+    spm.set_random_generator_seed(args.seed)
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(out_dir / "bpe"),
+        model_type="unigram",
+        vocab_size=spm_vocab,
+        hard_vocab_limit=False,
+        character_coverage=args.character_coverage,
+        user_defined_symbols=symbols,
+        shuffle_input_sentence=False,
+        num_threads=1,
+        minloglevel=1,
+    )
+    sp = spm.SentencePieceProcessor(model_file=str(out_dir / "bpe.model"))
+    learned = sp.get_piece_size() - SPM_RESERVED - len(symbols)
+    if learned < learned_target:
+        logging.warning("corpus too small for %d pieces: learned %d", learned_target, learned)
+    tokens = build_token_list(sp)
+    check_token_list(tokens, sp)
+    tmp = out_dir / "tokens.txt.tmp"
+    tmp.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    shutil.move(tmp, out_dir / "tokens.txt")
+    logging.info("token list %s: %d tokens (%d learned pieces + %d specials + <blank> <unk> <sos> <eos> <sop>)",
+                 out_dir / "tokens.txt", len(tokens), learned, len(symbols))
+    logging.info("probe %r -> %s", "<eng><st_fra><notimestamps> bonjour",
+                 sp.encode_as_pieces("<eng><st_fra><notimestamps> bonjour"))
+    logging.info("done in %.1f s", time.time() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

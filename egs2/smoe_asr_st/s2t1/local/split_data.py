@@ -1,0 +1,466 @@
+#!/usr/bin/env python3
+"""Stage 3: filter the Asterisk prompts and write the Kaldi-style data dirs.
+
+Filtering (each prompt gets at most one reason; every skip is logged, counted
+and written to ``<local_dir>/skipped.tsv``; nothing is dropped silently), in
+this order of precedence:
+
+* ``silence``: ``silence/*`` files (digital silence, not speech);
+* ``audio_without_transcript``: audio with no English transcript entry;
+* ``translation_only``: a French entry with neither English entry nor audio;
+* ``missing_audio``: an English entry without (both) audio files;
+* ``corrupt_audio``: unreadable/empty audio (stage 1 or 2 failed on it);
+* ``length_mismatch``: the NB and WB takes differ in length;
+* ``empty_text``: the English text is empty after normalisation
+  (``asterisk_data.normalize_text``: NFC, ``[...]``/``<...>`` annotations and a
+  trailing parenthesised stage direction removed, whitespace collapsed; case and
+  punctuation kept);
+* ``too_short`` / ``too_long``: duration outside ``[--min_dur, --max_dur]``;
+* ``id_collision``: two names map to the same utterance id.
+
+Prompts are only used in pairs: a prompt is kept in both bandwidths or in
+neither, so every split has the same prompt set in NB and WB.
+
+Missing French translation (no entry, or empty after normalisation): the prompt
+stays ASR training/dev data (only its ``_asr`` utterances are written) and the
+ST side is logged as skipped (scope ``st_fra``, reason ``no_translation``).  In
+the test sets every prompt needs both references, so a test-family prompt
+without French is skipped (reason ``no_translation_test``).
+
+Split: by prompt family (``digits/1`` -> ``digits``, ``vm-tocallback`` ->
+``vm``); a family lies in exactly one split.  Families that share an identical
+English sentence (case and punctuation ignored, e.g. ``conf-onlyone`` and
+``confbridge-only-one``) are merged into one split unit, so no sentence is in
+two splits.  ``--train_only_families`` (default digits, letters) and the units
+holding them always go to train.  The other units are shuffled with ``--seed``
+and assigned greedily: to test while it is below
+``--test_frac`` of the kept prompts (a family may overshoot the target by at
+most 25 %; only units with at least one French translation), then to dev
+(``--dev_frac``), else train.  Units too large to fit (``vm``) land in train.
+``--max_prompts N`` then keeps a seeded slice of N prompts with every split
+non-empty (CI runs); the rest are logged as ``max_prompts_slice``.
+
+Output contract: see ``write_train_dir``/``write_test_dir`` (data/train,
+data/dev, data/test_nb, data/test_wb), plus ``<local_dir>/skipped.tsv``,
+``<local_dir>/split_families.tsv`` and ``<local_dir>/split_summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asterisk_data import (  # noqa: E402
+    c_sorted,
+    is_silence,
+    normalize_text,
+    prompt_family,
+    read_tsv,
+    setup_logging,
+    utt_base,
+    write_tsv,
+)
+
+LANG_TOKEN = "<eng>"
+ASR_TOKEN = "<asr>"
+ST_TOKEN = "<st_fra>"
+NOTIME_TOKEN = "<notimestamps>"
+NA_TOKEN = "<na>"
+BW_TOKENS = {"nb": "<nb>", "wb": "<wb>"}
+SPLITS = ("train", "dev", "test")
+SKIP_COLUMNS = ["name", "scope", "split", "reason", "detail"]
+
+
+class Prompt:
+    __slots__ = ("name", "family", "en", "fr", "fr_detail", "nb_wav", "wb_wav", "duration", "split")
+
+    def __init__(self, name, family, en, fr, fr_detail, nb_wav, wb_wav, duration):
+        self.name = name
+        self.family = family
+        self.en = en
+        self.fr = fr
+        self.fr_detail = fr_detail
+        self.nb_wav = nb_wav
+        self.wb_wav = wb_wav
+        self.duration = duration
+        self.split = ""
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--inventory", default="data/local/asterisk/prompts.tsv", type=Path)
+    p.add_argument("--bandwidth", default="data/local/bandwidth/bandwidth.tsv", type=Path)
+    p.add_argument("--data_dir", default="data", type=Path)
+    p.add_argument("--local_dir", default="data/local", type=Path, help="skip log and summaries")
+    p.add_argument("--min_dur", default=0.2, type=float, help="seconds")
+    p.add_argument("--max_dur", default=8.0, type=float, help="seconds")
+    p.add_argument("--dev_frac", default=0.08, type=float)
+    p.add_argument("--test_frac", default=0.12, type=float)
+    p.add_argument("--train_only_families", default="digits,letters")
+    p.add_argument("--seed", default=777, type=int)
+    p.add_argument("--max_prompts", default=0, type=int, help="0 = all; else a small slice for CI")
+    p.add_argument("--abs_paths", action="store_true", help="absolute paths in wav.scp")
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+# --------------------------------------------------------------------------- filtering
+def filter_prompts(
+    inventory: List[Dict[str, str]],
+    bandwidth: Dict[str, Dict[str, str]],
+    min_dur: float,
+    max_dur: float,
+) -> Tuple[List[Prompt], List[Dict[str, str]]]:
+    """Apply the filters; returns kept prompts and skip records (scope 'prompt')."""
+    kept: List[Prompt] = []
+    skips: List[Dict[str, str]] = []
+    seen_ids: Dict[str, str] = {}
+
+    def skip(name: str, reason: str, detail: str = "") -> None:
+        skips.append({"name": name, "scope": "prompt", "split": "-", "reason": reason, "detail": detail})
+
+    for row in inventory:
+        name = row["name"]
+        bw = bandwidth[name]
+        has_audio = bool(row["wav8k"] or row["g722"])
+        status = bw["status"]
+        if is_silence(name):
+            skip(name, "silence", "digital silence, not speech")
+            continue
+        if row["en_entry"] != "1":
+            if has_audio:
+                skip(name, "audio_without_transcript", "audio file has no core-sounds-en entry")
+            else:
+                skip(name, "translation_only", "French entry without English entry or audio")
+            continue
+        if status in ("no_audio", "missing_source"):
+            skip(name, "missing_audio", bw["detail"] or "English entry without audio")
+            continue
+        if status == "corrupt_audio":
+            skip(name, "corrupt_audio", bw["detail"])
+            continue
+        if status == "length_mismatch":
+            skip(name, "length_mismatch", bw["detail"])
+            continue
+        if status != "ok":
+            skip(name, "corrupt_audio", f"unknown stage-2 status {status!r}")
+            continue
+        vanished = [p for p in (bw["nb_wav"], bw["wb_wav"]) if not Path(p).is_file()]
+        if vanished:
+            skip(name, "missing_audio", f"stage-2 output missing: {', '.join(vanished)}")
+            continue
+        en = normalize_text(row["en_text"])
+        if not en:
+            skip(name, "empty_text", f"raw: {row['en_text']!r}")
+            continue
+        duration = float(bw["duration"])
+        if duration < min_dur:
+            skip(name, "too_short", f"{duration:.3f} s < {min_dur} s")
+            continue
+        if duration > max_dur:
+            skip(name, "too_long", f"{duration:.3f} s > {max_dur} s")
+            continue
+        base = utt_base(name, "nb")
+        if base in seen_ids:
+            skip(name, "id_collision", f"same utterance id as {seen_ids[base]!r}")
+            continue
+        seen_ids[base] = name
+        fr, fr_detail = "", ""
+        if row["fr_entry"] != "1":
+            fr_detail = "no core-sounds-fr entry"
+        else:
+            fr = normalize_text(row["fr_text"])
+            if not fr:
+                fr_detail = f"French text empty after normalisation (raw {row['fr_text']!r})"
+        kept.append(Prompt(name, prompt_family(name), en, fr, fr_detail, bw["nb_wav"], bw["wb_wav"], duration))
+    return kept, skips
+
+
+# --------------------------------------------------------------------------- splitting
+def text_key(text: str) -> str:
+    """Case/punctuation-insensitive form used to find duplicate transcripts."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def split_units(prompts: List[Prompt]) -> Dict[str, str]:
+    """Family -> split unit: families sharing an identical English transcript
+    (``text_key``) are merged (union-find), so no sentence is in two splits."""
+    parent: Dict[str, str] = {}
+
+    def find(f: str) -> str:
+        parent.setdefault(f, f)
+        while parent[f] != f:
+            parent[f] = parent[parent[f]]
+            f = parent[f]
+        return f
+
+    first_family: Dict[str, str] = {}
+    for p in sorted(prompts, key=lambda p: p.name):
+        find(p.family)
+        key = text_key(p.en)
+        if key in first_family:
+            a, b = find(first_family[key]), find(p.family)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+        else:
+            first_family[key] = p.family
+    members: Dict[str, List[str]] = defaultdict(list)
+    for f in parent:
+        members[find(f)].append(f)
+    return {f: "+".join(sorted(members[find(f)])) for f in parent}
+
+
+def assign_families(
+    prompts: List[Prompt],
+    train_only: Iterable[str],
+    dev_frac: float,
+    test_frac: float,
+    seed: int,
+) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """Returns (family -> split, family -> unit); deterministic for a seed.
+
+    Units (``split_units``) are assigned as wholes; a unit holding a train-only
+    family is train-only."""
+    unit_of = split_units(prompts)
+    n_all: Counter = Counter(unit_of[p.family] for p in prompts)
+    n_fr: Counter = Counter(unit_of[p.family] for p in prompts if p.fr)
+    total = sum(n_all.values())
+    train_only = set(train_only)
+    forced = {unit_of[f] for f in unit_of if f in train_only}
+    split = {u: "train" for u in n_all if u in forced}
+    eligible = sorted(u for u in n_all if u not in forced)
+    random.Random(seed).shuffle(eligible)
+    targets = {"test": max(1, round(test_frac * total)), "dev": max(1, round(dev_frac * total))}
+    filled = {"test": 0, "dev": 0}
+
+    def fits(which: str, n: int) -> bool:
+        cap = targets[which] + max(1, targets[which] // 4)
+        return filled[which] < targets[which] and filled[which] + n <= cap
+
+    for unit in eligible:
+        if n_fr[unit] and fits("test", n_fr[unit]):
+            split[unit], filled["test"] = "test", filled["test"] + n_fr[unit]
+        elif fits("dev", n_all[unit]):
+            split[unit], filled["dev"] = "dev", filled["dev"] + n_all[unit]
+        else:
+            split[unit] = "train"
+
+    # tiny corpora: make sure test and dev are not empty (smallest free units)
+    for which in ("test", "dev"):
+        if any(s == which for s in split.values()):
+            continue
+        movable = [u for u in eligible if split[u] == "train" and (n_fr[u] if which == "test" else n_all[u])]
+        movable.sort(key=lambda u: (n_all[u], u))
+        train_left = sum(n_all[u] for u, s in split.items() if s == "train")
+        for unit in movable:
+            if train_left - n_all[unit] > 0:
+                split[unit] = which
+                break
+        else:
+            raise ValueError(
+                f"cannot form a non-empty {which} split: {len(eligible)} splittable units "
+                f"({sorted(eligible)}), train-only families {sorted(train_only & set(unit_of))}"
+            )
+    if not any(s == "train" for s in split.values()):
+        raise ValueError("train split would be empty")
+    return {f: split[u] for f, u in unit_of.items()}, unit_of
+
+
+def take_slice(
+    by_split: Dict[str, List[Prompt]], max_prompts: int, seed: int
+) -> Tuple[Dict[str, List[Prompt]], List[Prompt]]:
+    """Seeded slice of max_prompts prompts, every split non-empty; returns (kept, dropped)."""
+    total = sum(len(v) for v in by_split.values())
+    if max_prompts <= 0 or max_prompts >= total:
+        return by_split, []
+    if max_prompts < len(SPLITS):
+        raise ValueError(f"--max_prompts must be >= {len(SPLITS)} to keep every split non-empty")
+    quota = {s: max(1, round(max_prompts * len(by_split[s]) / total)) for s in ("test", "dev")}
+    quota["train"] = max(1, max_prompts - quota["test"] - quota["dev"])
+    rng = random.Random(seed + 1)
+    kept, dropped = {}, []
+    for s in SPLITS:
+        pool = sorted(by_split[s], key=lambda p: p.name)
+        rng.shuffle(pool)
+        # translated prompts first so the ST side of every split is non-empty too
+        pool.sort(key=lambda p: not p.fr)
+        kept[s] = sorted(pool[: quota[s]], key=lambda p: p.name)
+        dropped.extend(pool[quota[s]:])
+    return kept, dropped
+
+
+# --------------------------------------------------------------------------- writing
+def write_kaldi_file(path: Path, entries: Dict[str, str]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for key in c_sorted(entries):
+            value = entries[key]
+            if "\n" in value or "\t" in value or "\r" in value:
+                raise ValueError(f"{path}: tab/newline in value for {key}")
+            f.write(f"{key} {value}\n")
+
+
+def _wav_path(path: str, absolute: bool) -> str:
+    out = str(Path(path).absolute()) if absolute else path
+    if any(c.isspace() for c in out):
+        raise ValueError(f"whitespace in audio path {out!r}: Kaldi wav.scp cannot hold it")
+    return out
+
+
+def prompt_text(task_token: str, text: str) -> str:
+    return f"{LANG_TOKEN}{task_token}{NOTIME_TOKEN} {text}"
+
+
+def write_common(out: Path, files: Dict[str, Dict[str, str]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    utts = files["wav.scp"]
+    files["utt2spk"] = {u: u for u in utts}
+    files["spk2utt"] = {u: u for u in utts}
+    for fname, entries in files.items():
+        if set(entries) != set(utts):
+            raise AssertionError(f"{out}/{fname}: utterance set differs from wav.scp")
+        write_kaldi_file(out / fname, entries)
+
+
+def write_train_dir(out: Path, prompts: List[Prompt], absolute: bool) -> Dict[str, int]:
+    """data/train, data/dev: (prompt, bw) x (asr, st_fra); files wav.scp text text.ctc
+    text.prev utt2spk spk2utt utt2bw, utt ids ``<base>_asr``/``<base>_st_fra``."""
+    files: Dict[str, Dict[str, str]] = {k: {} for k in ("wav.scp", "text", "text.ctc", "text.prev", "utt2bw")}
+    counts = Counter()
+    for p in prompts:
+        for bw, wav in (("nb", p.nb_wav), ("wb", p.wb_wav)):
+            base = utt_base(p.name, bw)
+            tasks = [("asr", ASR_TOKEN, p.en)] + ([("st_fra", ST_TOKEN, p.fr)] if p.fr else [])
+            for suffix, token, target in tasks:
+                utt = f"{base}_{suffix}"
+                files["wav.scp"][utt] = _wav_path(wav, absolute)
+                files["text"][utt] = prompt_text(token, target)
+                files["text.ctc"][utt] = p.en
+                files["text.prev"][utt] = NA_TOKEN
+                files["utt2bw"][utt] = BW_TOKENS[bw]
+                counts[f"{suffix}_{bw}"] += 1
+    write_common(out, files)
+    return dict(counts)
+
+
+def write_test_dir(out: Path, prompts: List[Prompt], bw: str, absolute: bool) -> Dict[str, int]:
+    """data/test_nb, data/test_wb: utt id ``<base>``; wav.scp text text.ctc text.prev
+    text.asr text.st_fra utt2spk spk2utt utt2bw."""
+    keys = ("wav.scp", "text", "text.ctc", "text.prev", "text.asr", "text.st_fra", "utt2bw")
+    files: Dict[str, Dict[str, str]] = {k: {} for k in keys}
+    for p in prompts:
+        if not p.fr:
+            raise AssertionError(f"test prompt {p.name} has no French reference")
+        utt = utt_base(p.name, bw)
+        files["wav.scp"][utt] = _wav_path(p.nb_wav if bw == "nb" else p.wb_wav, absolute)
+        files["text"][utt] = prompt_text(ASR_TOKEN, p.en)
+        files["text.ctc"][utt] = p.en
+        files["text.prev"][utt] = NA_TOKEN
+        files["text.asr"][utt] = p.en
+        files["text.st_fra"][utt] = p.fr
+        files["utt2bw"][utt] = BW_TOKENS[bw]
+    write_common(out, files)
+    return {"utts": len(prompts)}
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    start = time.time()
+    for path, stage in ((args.inventory, "local/fetch_asterisk.py"), (args.bandwidth, "local/make_bandwidth.py")):
+        if not path.exists():
+            logging.error("%s not found: run %s first", path, stage)
+            return 1
+    inventory = read_tsv(args.inventory)
+    bandwidth = {r["name"]: r for r in read_tsv(args.bandwidth)}
+    stale = sorted({r["name"] for r in inventory} ^ set(bandwidth))
+    if stale:
+        logging.error("%s does not match %s (%d names differ, e.g. %s): rerun stage 2 with --force",
+                      args.bandwidth, args.inventory, len(stale), stale[:5])
+        return 1
+    nb_sources = {r["nb_source"] for r in bandwidth.values()}
+    logging.info("%d inventory prompts; NB source: %s", len(inventory), ",".join(sorted(nb_sources)))
+
+    kept, skips = filter_prompts(inventory, bandwidth, args.min_dur, args.max_dur)
+    train_only = [f for f in args.train_only_families.split(",") if f]
+    try:
+        fam_split, unit_of = assign_families(kept, train_only, args.dev_frac, args.test_frac, args.seed)
+    except ValueError as exc:
+        logging.error("%s", exc)
+        return 1
+
+    by_split: Dict[str, List[Prompt]] = defaultdict(list)
+    for p in kept:
+        p.split = fam_split[p.family]
+        if p.split == "test" and not p.fr:
+            skips.append({"name": p.name, "scope": "prompt", "split": "test",
+                          "reason": "no_translation_test", "detail": p.fr_detail})
+            continue
+        by_split[p.split].append(p)
+    by_split, dropped = take_slice({s: by_split.get(s, []) for s in SPLITS}, args.max_prompts, args.seed)
+    for p in dropped:
+        skips.append({"name": p.name, "scope": "prompt", "split": p.split,
+                      "reason": "max_prompts_slice", "detail": f"--max_prompts {args.max_prompts}"})
+    for s in ("train", "dev"):
+        for p in by_split[s]:
+            if not p.fr:
+                skips.append({"name": p.name, "scope": "st_fra", "split": s,
+                              "reason": "no_translation", "detail": p.fr_detail + "; ASR utterances kept"})
+    for s in SPLITS:
+        if not by_split[s]:
+            logging.error("split %s is empty after filtering", s)
+            return 1
+
+    # sanity: family disjointness
+    fam_sets = {s: {p.family for p in by_split[s]} for s in SPLITS}
+    for a, b in (("train", "dev"), ("train", "test"), ("dev", "test")):
+        if fam_sets[a] & fam_sets[b]:
+            raise AssertionError(f"families in both {a} and {b}: {fam_sets[a] & fam_sets[b]}")
+
+    summary: Dict[str, object] = {"nb_source": ",".join(sorted(nb_sources)),
+                                  "min_dur": args.min_dur, "max_dur": args.max_dur, "seed": args.seed}
+    for s in ("train", "dev"):
+        counts = write_train_dir(args.data_dir / s, by_split[s], args.abs_paths)
+        summary[s] = {"prompts": len(by_split[s]), "families": len(fam_sets[s]), "utts": sum(counts.values()),
+                      **counts, "minutes_per_bw": round(sum(p.duration for p in by_split[s]) / 60, 2)}
+    for bw in ("nb", "wb"):
+        write_test_dir(args.data_dir / f"test_{bw}", by_split["test"], bw, args.abs_paths)
+    summary["test"] = {"prompts": len(by_split["test"]), "families": len(fam_sets["test"]),
+                       "utts_per_set": len(by_split["test"]),
+                       "minutes_per_bw": round(sum(p.duration for p in by_split["test"]) / 60, 2)}
+    all_kept = [p for s in SPLITS for p in by_split[s]]
+    summary["max_duration_kept"] = round(max(p.duration for p in all_kept), 3)
+
+    skip_counts = Counter((r["scope"], r["reason"]) for r in skips)
+    summary["skipped"] = {f"{scope}:{reason}": n for (scope, reason), n in sorted(skip_counts.items())}
+    args.local_dir.mkdir(parents=True, exist_ok=True)
+    write_tsv(args.local_dir / "skipped.tsv", SKIP_COLUMNS,
+              sorted(skips, key=lambda r: (r["scope"], r["reason"], r["name"])))
+    fam_rows = []
+    for fam in sorted(fam_split):
+        members = [p for p in kept if p.family == fam]
+        fam_rows.append({"family": fam, "unit": unit_of[fam], "split": fam_split[fam], "prompts": len(members),
+                         "with_fr": sum(1 for p in members if p.fr)})
+    write_tsv(args.local_dir / "split_families.tsv", ["family", "unit", "split", "prompts", "with_fr"], fam_rows)
+    (args.local_dir / "split_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    for (scope, reason), n in sorted(skip_counts.items()):
+        logging.info("skipped %-8s %-26s %d", scope, reason, n)
+    for s in SPLITS:
+        logging.info("%-5s %s", s, summary[s])
+    logging.info("longest kept utterance: %.2f s (set the S2T speech_length >= this)", summary["max_duration_kept"])
+    logging.info("wrote %s/{train,dev,test_nb,test_wb} in %.1f s", args.data_dir, time.time() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
