@@ -135,7 +135,7 @@ def run():
     return _run
 
 
-def common_args(root: Path, data: Path):
+def _common_args(root: Path, data: Path):
     return [
         "--use_preprocessor", "true", "--token_type", "bpe", "--bpemodel", str(root / "bpe.model"),
         "--token_list", str(root / "tokens.txt"), "--ngpu", "0", "--num_workers", "0",
@@ -152,11 +152,11 @@ def experiment(tmp_path_factory):
     config = tiny_config(root)
     py = sys.executable
     _run([py, "-m", "espnet_smoe.bin.s2t_train", "--collect_stats", "true", "--config", str(config), "--normalize", "none",
-         *common_args(root, data), "--train_shape_file", str(data / "train/wav.scp"),
+         *_common_args(root, data), "--train_shape_file", str(data / "train/wav.scp"),
          "--valid_shape_file", str(data / "train/wav.scp"), "--output_dir", str(root / "stats")],
         root, "stats")
     exp = root / "exp"
-    _run([py, "-m", "espnet_smoe.bin.s2t_train", "--config", str(config), *common_args(root, data),
+    _run([py, "-m", "espnet_smoe.bin.s2t_train", "--config", str(config), *_common_args(root, data),
          "--normalize_conf", f"stats_file={root / 'stats/train/feats_stats.npz'}",
          "--train_shape_file", str(root / "stats/train/speech_shape"),
          "--valid_shape_file", str(root / "stats/valid/speech_shape"), "--output_dir", str(exp)],
@@ -173,3 +173,8 @@ def _decode(experiment, out_name, *extra, model_args=None):
          "--data_path_and_name_and_type", f"{data / 'test/wav.scp'},speech,sound", "--ngpu", "0",
          "--beam_size", "2", "--maxlenratio", "0.3", "--lang_sym", "eng", *extra], root, out_name)
     return out
+
+
+@pytest.fixture
+def common_args():
+    return _common_args

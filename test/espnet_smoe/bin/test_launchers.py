@@ -90,3 +90,27 @@ def test_missing_bandwidth_is_a_clear_error(experiment, decode, run):
     exp, root = experiment["exp"], experiment["root"]
     with pytest.raises(AssertionError, match=r"routes its encoder by bandwidth \['<nb>', '<wb>'\]"):
         decode(experiment, "dec_no_bw", "--task_sym", "asr")
+
+
+def test_two_process_cpu_ddp_training(experiment, run, common_args):
+    """torchrun + gloo: both ranks train an epoch with stacked experts and exit 0."""
+    import yaml as _yaml
+
+    root, data = experiment["root"], experiment["data"]
+    conf = _yaml.safe_load(experiment["config"].read_text())
+    conf["max_epoch"] = 1
+    config = root / "train_ddp.yaml"
+    config.write_text(_yaml.safe_dump(conf))
+    out = root / "exp_ddp"
+    args = common_args(root, data)
+    log = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "espnet_smoe.bin.s2t_train", "--config", str(config), *args,
+               "--normalize_conf", f"stats_file={root / 'stats/train/feats_stats.npz'}",
+               "--train_shape_file", str(root / "stats/train/speech_shape"),
+               "--valid_shape_file", str(root / "stats/valid/speech_shape"),
+               "--dist_backend", "gloo", "--output_dir", str(out)], root, "train_ddp")
+    text = log.read_text()
+    assert "world_size=2" in text.replace(" ", "") or "world_size: 2" in text or (out / "1epoch.pth").exists()
+    assert (out / "1epoch.pth").exists()
+    state = torch.load(out / "1epoch.pth", map_location="cpu")
+    assert state["decoder.decoders.0.feed_forward.w_1"].shape[0] == 2

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+from espnet2.asr.ctc import CTC
+from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
+from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
+from espnet2.s2t.espnet_model import ESPnetS2TModel
+
+from espnet_smoe.checkpoint import verify_smoe_state_dict
+from espnet_smoe.decoder import SMoETransformerDecoder
+from espnet_smoe.encoder import SMoEConformerEncoder
+from espnet_smoe.model import ESPnetSMoES2TModel
+from espnet_smoe.routing import RoutingError
+
+ENC = dict(output_size=16, attention_heads=2, linear_units=24, num_blocks=1, input_layer="conv2d",
+           macaron_style=True, cnn_module_kernel=3, dropout_rate=0.0)
+DEC = dict(attention_heads=2, linear_units=24, num_blocks=1, dropout_rate=0.0)
+
+
+def build(token_list, encoder="smoe", decoder="smoe", model_cls=ESPnetSMoES2TModel, **model_kw):
+    v = len(token_list)
+    enc = SMoEConformerEncoder(20, **ENC) if encoder == "smoe" else ConformerEncoder(20, **ENC)
+    dec = SMoETransformerDecoder(v, 16, **DEC) if decoder == "smoe" else TransformerDecoder(v, 16, **DEC)
+    return model_cls(vocab_size=v, token_list=token_list, frontend=None, specaug=None, normalize=None,
+                     preencoder=None, encoder=enc, postencoder=None, decoder=dec,
+                     ctc=CTC(v, 16), ctc_weight=0.3, **model_kw)
+
+
+def batch(token_list, tasks=("<asr>", "<st_fra>"), bws=("<nb>", "<wb>")):
+    t = token_list.index
+    n = len(tasks)
+    text = torch.tensor([[t("<eng>"), t(task), t("<notimestamps>"), t("w1"), t("w2")] for task in tasks])
+    return dict(
+        speech=torch.randn(n, 40, 20), speech_lengths=torch.full((n,), 40),
+        text=text, text_lengths=torch.full((n,), 5),
+        text_prev=torch.full((n, 1), t("<na>")), text_prev_lengths=torch.ones(n, dtype=torch.long),
+        text_ctc=torch.tensor([[t("w1"), t("w2")]] * n), text_ctc_lengths=torch.full((n,), 2),
+        bandwidth=torch.tensor([[t(b)] for b in bws]), bandwidth_lengths=torch.ones(n, dtype=torch.long),
+        utt_id=[f"utt{i}" for i in range(n)],
+    )
+
+
+def test_forward_backward_and_bandwidth_routes_encoder(token_list):
+    model = build(token_list)
+    loss, stats, weight = model(**batch(token_list))
+    loss.backward()
+    assert torch.isfinite(loss) and weight == 2
+    w = model.encoder.encoders[0].feed_forward.w_1
+    assert w.grad[0].abs().sum() > 0 and w.grad[1].abs().sum() > 0  # nb row -> 0, wb row -> 1
+    model.zero_grad()
+    model(**batch(token_list, bws=("<nb>", "<nb>")))[0].backward()
+    assert torch.count_nonzero(w.grad[1]) == 0
+
+
+def test_model_build_rejects_unknown_guiding_tokens(token_list):
+    bad = [t for t in token_list if t != "<st_fra>"]
+    with pytest.raises(ValueError, match=r"\['<st_fra>'\] are not in the token list"):
+        build(bad)
+
+
+def test_runtime_errors_name_the_utterance(token_list):
+    model = build(token_list)
+    b = batch(token_list)
+    b["bandwidth"] = None
+    with pytest.raises(ValueError, match=r"\['utt0', 'utt1'\] have no bandwidth"):
+        model(**b)
+    b = batch(token_list, bws=("<nb>", "<eng>"))
+    with pytest.raises(RoutingError, match=r"utterances \['utt1'\].*'<eng>'.*known tokens: \['<nb>', '<wb>'\]"):
+        model(**b)
+    b = batch(token_list, tasks=("<asr>", "w3"))
+    with pytest.raises(RoutingError, match=r"utterances \['utt1'\].*no guiding token"):
+        model(**b)
+
+
+def test_task_token_target_gets_no_gradient(token_list):
+    """The leak hazard: the logit that predicts <asr>/<st_fra> must not be trained."""
+    model = build(token_list)
+    captured = {}
+
+    def keep_logits(module, inputs, out):
+        out.retain_grad()
+        captured["logits"] = out
+
+    model.decoder.output_layer.register_forward_hook(keep_logits)
+    model(**batch(token_list))[0].backward()
+    grad = captured["logits"].grad  # (Batch, L, V); input <sos> <eng> <task> ...
+    assert torch.count_nonzero(grad[:, 1]) == 0  # position <eng> predicts the task token
+    assert grad[:, 0].abs().sum() > 0 and grad[:, 2].abs().sum() > 0
+    # and with the mask switched off, that position is trained like ESPnet does
+    plain = build(token_list, mask_guiding_targets=False)
+    plain.decoder.output_layer.register_forward_hook(keep_logits)
+    plain(**batch(token_list))[0].backward()
+    assert captured["logits"].grad[:, 1].abs().sum() > 0
+
+
+def test_dense_parts_run_unchanged_like_espnet(token_list):
+    """model: smoe with dense encoder and decoder equals ESPnet's S2T model."""
+    torch.manual_seed(1)
+    ours = build(token_list, encoder="dense", decoder="dense").eval()
+    theirs = build(token_list, encoder="dense", decoder="dense", model_cls=ESPnetS2TModel).eval()
+    theirs.load_state_dict(ours.state_dict())
+    b = batch(token_list)
+    loss_ours = ours(**b)[0]
+    b.pop("bandwidth"), b.pop("bandwidth_lengths")
+    assert torch.allclose(loss_ours, theirs(**b)[0])
+
+
+def test_checkpoint_verification_names_missing_experts(token_list):
+    model = build(token_list)
+    state = model.state_dict()
+    verify_smoe_state_dict(model, state, "ok.pth")
+    del state["decoder.decoders.0.feed_forward.w_2"]
+    with pytest.raises(RuntimeError, match=r"bad.pth: 1 S-MoE parameters missing \['decoder.decoders.0.feed_forward.w_2'\]"):
+        verify_smoe_state_dict(model, state, "bad.pth")
+    dense = build(token_list, encoder="dense", decoder="dense").state_dict()
+    with pytest.raises(RuntimeError, match="dense_to_smoe_state_dict"):
+        verify_smoe_state_dict(model, dense, "dense.pth")
