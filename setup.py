@@ -17,6 +17,10 @@ install_requires = [
     "matplotlib>=3.8",
     "tensorboard>=2.15",
     "tqdm>=4.66",
+    # tts_ui benchmark corpus (recipe local/tts_ui): gettext catalogs, rooms
+    "polib>=1.2",
+    "pyroomacoustics>=0.10",
+    "scipy>=1.11",
 ]
 
 setup(

@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""tts_ui channel stage: room, noise, level and bandwidth applied to the clean TTS utterances.
+
+Per plan item: optional shoebox room response (pyroomacoustics, from a seeded room bank),
+optional noise at 10-30 dB SNR (coloured 1/f^alpha noise, or babble from other utterances of the
+same split), a speech level, then the bandwidth: ``wb`` is kept at 16 kHz, ``nb`` goes through
+``channel.simulate_narrowband`` (300-3400 Hz, 8 kHz, G.711 mu-law) and ``channel.upsample_to_16k``
+like real narrowband audio fed to a 16 kHz model. Test utterances are written in BOTH bandwidths
+from the same degraded waveform.
+
+Outputs ``<audio_dir>/{train,dev}/<utt>.flac`` and
+``<audio_dir>/{test,ddtp_test}_{nb,wb}/<utt>.flac`` (16 kHz mono PCM16 FLAC).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+from tts_ui.common import SPLITS, parallel_map, setup_logging, utt_rng  # noqa: E402
+from tts_ui.manifest import Manifest, item_digest  # noqa: E402
+from tts_ui.plan import TEST_SPLITS, add_plan_arguments, plan_config_from_args, read_plan, write_plans  # noqa: E402
+from tts_ui.synth import SAMPLE_RATE, tts_digest, write_flac  # noqa: E402
+
+CHANNEL_VERSION = 1  # bump when the processing below changes (invalidates finished files)
+
+
+def output_dirs(split: str, bw: str) -> list[tuple[str, str]]:
+    """[(audio subdir, bandwidth)] that a plan item of ``split`` is written to."""
+    if split in TEST_SPLITS:
+        return [(f"{split}_nb", "nb"), (f"{split}_wb", "wb")]
+    return [(split, bw)]
+
+
+# ----------------------------------------------------------------------------- rooms
+def compute_rir(room: dict) -> np.ndarray:
+    """Room impulse response (16 kHz) of a shoebox room, starting 2.5 ms before the direct path."""
+    import pyroomacoustics as pra
+
+    e_absorption, max_order = pra.inverse_sabine(room["rt60"], room["dims"])
+    shoebox = pra.ShoeBox(room["dims"], fs=SAMPLE_RATE, materials=pra.Material(e_absorption),
+                          max_order=min(max_order, 60))
+    shoebox.add_source(room["src"])
+    shoebox.add_microphone(room["mic"])
+    shoebox.compute_rir()
+    rir = np.asarray(shoebox.rir[0][0], dtype=np.float64)
+    start = max(0, int(np.argmax(np.abs(rir))) - int(0.0025 * SAMPLE_RATE))
+    rir = rir[start:]
+    return (rir / np.sqrt(np.sum(rir ** 2))).astype(np.float32)
+
+
+def _rir_job(room: dict) -> tuple[str, np.ndarray]:
+    return room["room"], compute_rir(room)
+
+
+def load_room_bank(plan_dir: Path, cache: Path, rooms_needed: set[str], nj: int) -> dict[str, np.ndarray]:
+    """RIRs of the rooms the plan uses (computed in parallel once, cached as .npy files)."""
+    rooms = {r["room"]: r for bank in json.loads((Path(plan_dir) / "rooms.json").read_text()).values() for r in bank}
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    todo, rirs = [], {}
+    for name in sorted(rooms_needed):
+        path = cache / f"{name}-{item_digest(rooms[name])}.npy"
+        if path.exists():
+            rirs[name] = np.load(path)
+        else:
+            todo.append(rooms[name])
+    for name, rir in parallel_map(_rir_job, todo, nj, desc="room responses", unit="room"):
+        np.save(cache / f"{name}-{item_digest(rooms[name])}.npy", rir)
+        rirs[name] = rir
+    return rirs
+
+
+# ----------------------------------------------------------------------------- signal helpers
+def active_power(wave: np.ndarray, frame: int = 400) -> float:
+    """Mean power of the frames within 40 dB of the loudest one (speech, not pauses)."""
+    n = max(1, len(wave) // frame)
+    frames = wave[: n * frame].reshape(n, -1) if len(wave) >= frame else wave[None, :]
+    power = np.mean(frames.astype(np.float64) ** 2, axis=1)
+    active = power[power >= power.max() * 1e-4]
+    return float(np.mean(active)) if active.size else 0.0
+
+
+def coloured_noise(n: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise with a 1/f^alpha power spectrum (0 white, 1 pink, 2 brown)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, d=1.0 / SAMPLE_RATE)
+    freqs[0] = freqs[1] if n > 1 else 1.0
+    spec = spec / freqs ** (alpha / 2.0)
+    noise = np.fft.irfft(spec, n=n)
+    return (noise / (np.std(noise) + 1e-12)).astype(np.float32)
+
+
+def babble_noise(n: int, others: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Sum of other utterances, each looped to length n from a random offset, at equal power."""
+    out = np.zeros(n, dtype=np.float64)
+    for wave in others:
+        if wave.size == 0:
+            continue
+        reps = int(np.ceil((n + wave.size) / wave.size))
+        loop = np.tile(wave, reps)
+        off = int(rng.integers(wave.size))
+        seg = loop[off: off + n].astype(np.float64)
+        out += seg / np.sqrt(active_power(seg) + 1e-12)
+    return (out / (np.std(out) + 1e-12)).astype(np.float32)
+
+
+def fft_convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    n = len(x) + len(h) - 1
+    size = 1 << (n - 1).bit_length()
+    y = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(h, size), size)[: len(x)]
+    return y.astype(np.float32)
+
+
+def degrade(item: dict, clean: np.ndarray, seed: int, rir: np.ndarray | None = None,
+            others: list[np.ndarray] | None = None) -> np.ndarray:
+    """Room + noise + level of one plan item (16 kHz in and out, same length)."""
+    rng = utt_rng(seed, item["utt"], "channel")
+    wave = clean.astype(np.float32)
+    if rir is not None:
+        wave = fft_convolve(wave, rir)
+    speech_power = active_power(wave)
+    noise_cfg = item.get("noise")
+    if noise_cfg:
+        if noise_cfg["type"] == "babble" and others:
+            noise = babble_noise(len(wave), others, rng)
+        else:
+            noise = coloured_noise(len(wave), float(noise_cfg.get("alpha", 1.0)), rng)
+        gain = np.sqrt(speech_power / (10 ** (noise_cfg["snr"] / 10)))
+        wave = wave + gain * noise
+    # active speech level in dBFS, but never above 0.95 peak
+    scale = np.sqrt(10 ** (item["level_db"] / 10) / (speech_power + 1e-12))
+    peak = np.abs(wave).max() * scale
+    if peak > 0.95:
+        scale *= 0.95 / peak
+    return (wave * scale).astype(np.float32)
+
+
+def to_bandwidth(wave: np.ndarray, bw: str) -> np.ndarray:
+    """``wb``: unchanged; ``nb``: telephone channel at 8 kHz, upsampled back to 16 kHz."""
+    if bw == "wb":
+        return wave
+    import torch
+
+    import channel  # local/channel.py
+
+    narrow = channel.simulate_narrowband(torch.from_numpy(wave), SAMPLE_RATE)  # 8 kHz
+    return channel.upsample_to_16k(narrow, 8000).numpy().astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- worker
+_CTX: dict = {}
+
+
+def _set_context(ctx: dict) -> None:
+    _CTX.clear()
+    _CTX.update(ctx)
+
+
+def _channel_job(job: tuple[str, dict, list[tuple[str, str, str]]]) -> tuple[str, str, dict | str]:
+    split, item, outputs = job
+    try:
+        clean_dir = Path(_CTX["audio_dir"]) / "clean" / split
+        clean, rate = sf.read(clean_dir / f"{item['utt']}.flac", dtype="float32")
+        assert rate == SAMPLE_RATE, rate
+        others = None
+        if item.get("noise") and item["noise"]["type"] == "babble":
+            others = [sf.read(clean_dir / f"{u}.flac", dtype="float32")[0] for u in item["noise"]["others"]
+                      if (clean_dir / f"{u}.flac").exists()]
+        rir = _CTX["rirs"].get(item["room"]) if item.get("room") else None
+        wave = degrade(item, clean, _CTX["seed"], rir=rir, others=others)
+        written = {}
+        for subdir, bw, out in outputs:
+            final = to_bandwidth(wave, bw)
+            write_flac(Path(out), final)
+            written[subdir] = len(final) / SAMPLE_RATE
+        return split, item["utt"], written
+    except Exception as exc:
+        return split, item["utt"], f"{type(exc).__name__}: {exc}"
+
+
+def channel_digest(item: dict, split: str, bw: str, rooms: dict) -> str:
+    room = rooms.get(item["room"]) if item.get("room") else None
+    return item_digest(CHANNEL_VERSION, tts_digest(item), split, bw, room, item.get("noise"), item["level_db"])
+
+
+def run_channel(work_dir: Path, audio_dir: Path, nj: int = 1, seed: int | None = None, splits=SPLITS) -> dict:
+    """Degrade every planned utterance whose output is missing or stale; returns counts."""
+    t0 = time.time()
+    work_dir, audio_dir = Path(work_dir), Path(audio_dir)
+    plan_dir = work_dir / "plan"
+    seed = json.loads((plan_dir / "config.json").read_text())["seed"] if seed is None else seed
+    rooms = {r["room"]: r for bank in json.loads((plan_dir / "rooms.json").read_text()).values() for r in bank}
+    plans = {s: read_plan(plan_dir, s) for s in splits}
+    clean_done = {s: Manifest(audio_dir / "clean" / s).done for s in plans if plans[s]}
+
+    manifests: dict[str, Manifest] = {}
+    jobs, missing_clean = [], []
+    needed_rooms = set()
+    for split, items in plans.items():
+        subdirs = {sd for it in items for sd, _ in output_dirs(split, it["bw"])}
+        for sd in subdirs:
+            manifests[sd] = Manifest(audio_dir / sd)
+            manifests[sd].compact({it["utt"] for it in items})
+        for item in items:
+            if item["utt"] not in clean_done.get(split, {}):
+                missing_clean.append(item["utt"])
+                continue
+            outputs = []
+            for sd, bw in output_dirs(split, item["bw"]):
+                out = audio_dir / sd / f"{item['utt']}.flac"
+                if not manifests[sd].is_done(item["utt"], channel_digest(item, split, bw, rooms), out):
+                    outputs.append((sd, bw, str(out)))
+            if outputs:
+                jobs.append((split, item, outputs))
+                if item.get("room"):
+                    needed_rooms.add(item["room"])
+    if missing_clean:
+        logging.warning("%d planned utterances have no clean audio (TTS failed or not run): %s ...",
+                        len(missing_clean), " ".join(missing_clean[:5]))
+    logging.info("channel: %d utterances to process (%d room responses needed)", len(jobs), len(needed_rooms))
+    rirs = load_room_bank(plan_dir, work_dir / "rooms", needed_rooms, nj)
+    ctx = {"audio_dir": str(audio_dir), "seed": seed, "rirs": rirs}
+    by_key = {(s, it["utt"]): it for s, it, _ in jobs}
+    failures = []
+    for split, utt, result in parallel_map(_channel_job, jobs, nj, desc="channel", unit="utt", chunksize=8,
+                                           initializer=_set_context, initargs=(ctx,)):
+        if isinstance(result, str):
+            failures.append((split, utt, result))
+            logging.warning("channel failed for %s: %s", utt, result)
+            continue
+        item = by_key[(split, utt)]
+        for sd, seconds in result.items():
+            bw = dict(output_dirs(split, item["bw"]))[sd]
+            manifests[sd].add(utt, channel_digest(item, split, bw, rooms), seconds)
+    summary = {}
+    for sd, manifest in sorted(manifests.items()):
+        manifest.close()
+        summary[sd] = {"utterances": len(manifest.done),
+                       "hours": round(sum(v[1] for v in manifest.done.values()) / 3600, 3)}
+        logging.info("%-12s: %6d utterances, %.2f h", sd, summary[sd]["utterances"], summary[sd]["hours"])
+    summary["failed"] = len(failures)
+    summary["missing_clean"] = len(missing_clean)
+    logging.info("channel stage done in %.1f s (%d processed now, %d failed)", time.time() - t0,
+                 len(jobs) - len(failures), len(failures))
+    return summary
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work_dir", type=Path, required=True)
+    p.add_argument("--audio_dir", type=Path, required=True)
+    p.add_argument("--nj", type=int, default=2)
+    p.add_argument("--replan", action="store_true",
+                   help="rewrite the plan from the options below (default: use the existing plan)")
+    p.add_argument("--verbose", type=int, default=1)
+    add_plan_arguments(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    if args.replan or not (args.work_dir / "plan" / "config.json").exists():
+        write_plans(args.work_dir / "text", args.work_dir / "plan", plan_config_from_args(args))
+    return run_channel(args.work_dir, args.audio_dir, nj=args.nj)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""tts_ui speech stage: synthesise the clean 16 kHz utterances of the plan with flite / espeak-ng.
+
+Reads ``<work_dir>/plan/<split>.jsonl`` (made from ``<work_dir>/text`` if missing) and writes
+``<audio_dir>/clean/<split>/<utt>.flac`` (16 kHz mono PCM16). Finished files are recorded in a
+manifest and skipped on a rerun. Failures are listed in ``<work_dir>/speech/failed.tsv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+from tts_ui import debian  # noqa: E402
+from tts_ui.common import SPLITS, parallel_map, setup_logging, write_tsv  # noqa: E402
+from tts_ui.manifest import Manifest, item_digest  # noqa: E402
+from tts_ui.plan import (  # noqa: E402
+    VOICE_BY_ID,
+    PlanConfig,
+    add_plan_arguments,
+    plan_config_from_args,
+    read_plan,
+    write_plans,
+)
+
+SAMPLE_RATE = 16000
+TTS_VERSION = 2  # bump when synthesis changes (invalidates finished clean files)
+
+
+def tts_digest(item: dict) -> str:
+    return item_digest(TTS_VERSION, item["voice"], item["tts"], item["en"])
+
+
+def _resample(wave: np.ndarray, rate: int) -> np.ndarray:
+    """Polyphase resampling to 16 kHz (espeak-ng writes 22.05 kHz)."""
+    if rate == SAMPLE_RATE:
+        return wave
+    from scipy.signal import resample_poly
+
+    g = math.gcd(SAMPLE_RATE, rate)
+    return resample_poly(wave, SAMPLE_RATE // g, rate // g).astype(np.float32)
+
+
+def synthesize(item: dict, runtime: debian.TTSRuntime, tmp_dir: str | None = None) -> np.ndarray:
+    """Run the plan item's TTS engine; returns float32 16 kHz mono audio."""
+    voice = VOICE_BY_ID[item["voice"]]
+    with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
+        wav = os.path.join(tmp, "out.wav")
+        if voice.engine == "flite":
+            cmd = runtime.flite_cmd(voice.name, item["en"], wav, item["tts"])
+            stdin = None
+        else:
+            cmd = runtime.espeak_cmd(voice.name, wav, item["tts"]["rate"], item["tts"]["pitch"])
+            stdin = item["en"]
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=runtime.env, timeout=120)
+        if proc.returncode != 0 or not os.path.exists(wav):
+            raise RuntimeError(f"{voice.engine} rc={proc.returncode}: {proc.stderr.strip()[-300:]}")
+        wave, rate = sf.read(wav, dtype="float32", always_2d=True)
+    wave = _resample(wave.mean(axis=1), rate)
+    if wave.size < SAMPLE_RATE // 10 or not np.isfinite(wave).all() or np.abs(wave).max() < 1e-4:
+        raise RuntimeError(f"{voice.engine} produced no usable audio ({wave.size} samples)")
+    return wave.astype(np.float32)
+
+
+def write_flac(path: Path, wave: np.ndarray) -> None:
+    """Atomic 16 kHz PCM16 FLAC write (clipped to [-1, 1))."""
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".part.flac")
+    sf.write(tmp, np.clip(wave, -1.0, 32767 / 32768), SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+    os.replace(tmp, path)
+
+
+_RUNTIME: debian.TTSRuntime | None = None
+
+
+def _set_runtime(runtime: debian.TTSRuntime) -> None:
+    global _RUNTIME
+    _RUNTIME = runtime
+
+
+def _synth_job(job: tuple[dict, str]) -> tuple[str, float | None, str]:
+    item, out = job
+    try:
+        wave = synthesize(item, _RUNTIME)
+        write_flac(Path(out), wave)
+        return item["utt"], len(wave) / SAMPLE_RATE, ""
+    except Exception as exc:  # reported, listed in failed.tsv, never silently dropped
+        return item["utt"], None, f"{type(exc).__name__}: {exc}"
+
+
+def run_speech(
+    work_dir: Path, audio_dir: Path, cache_dir: Path, nj: int = 1, cfg: PlanConfig | None = None,
+    runtime: debian.TTSRuntime | None = None, splits=SPLITS,
+) -> dict:
+    """Synthesise every planned utterance that is not finished yet; returns counts."""
+    t0 = time.time()
+    work_dir, audio_dir = Path(work_dir), Path(audio_dir)
+    plan_dir = work_dir / "plan"
+    if cfg is not None or not (plan_dir / "config.json").exists():
+        write_plans(work_dir / "text", plan_dir, cfg or PlanConfig())
+    engines = set()
+    plans = {s: read_plan(plan_dir, s) for s in splits}
+    for items in plans.values():
+        engines.update(VOICE_BY_ID[i["voice"]].engine for i in items)
+    if runtime is None and engines:
+        runtime = debian.resolve_tts(cache_dir, sorted(engines))
+    if runtime is not None:
+        logging.info("TTS engines: %s", ", ".join(f"{k} ({v})" for k, v in sorted(runtime.origin.items())))
+    _set_runtime(runtime)
+
+    summary, failures = {}, []
+    manifests, by_utt, jobs = {}, {}, []
+    for split, items in plans.items():
+        if not items:
+            continue
+        out_dir = audio_dir / "clean" / split
+        manifests[split] = Manifest(out_dir)
+        manifests[split].compact({i["utt"] for i in items})
+        todo = 0
+        for item in items:
+            by_utt[item["utt"]] = (split, item)
+            out = out_dir / f"{item['utt']}.flac"
+            if not manifests[split].is_done(item["utt"], tts_digest(item), out):
+                jobs.append((item, str(out)))
+                todo += 1
+        logging.info("%s: %d utterances planned, %d to synthesise", split, len(items), todo)
+    t1 = time.time()
+    n_ok = 0
+    # each worker gets the runtime once (module global), not with every job
+    for utt, seconds, error in parallel_map(
+        _synth_job, jobs, nj, desc="tts", unit="utt", chunksize=8, initializer=_set_runtime, initargs=(runtime,),
+    ):
+        split, item = by_utt[utt]
+        if seconds is None:
+            failures.append((split, utt, item["voice"], error, item["en"]))
+            logging.warning("TTS failed for %s: %s", utt, error)
+        else:
+            manifests[split].add(utt, tts_digest(item), seconds)
+            n_ok += 1
+    elapsed = time.time() - t1
+    for split, manifest in manifests.items():
+        manifest.close()
+        items = plans[split]
+        done = [manifest.done[i["utt"]][1] for i in items if i["utt"] in manifest.done]
+        summary[split] = {"planned": len(items), "done": len(done), "hours": round(sum(done) / 3600, 3)}
+        logging.info("%-9s: %5d/%d utterances, %.2f h of clean speech", split, len(done), len(items),
+                     sum(done) / 3600)
+    summary["synthesised_now"] = n_ok
+    summary["seconds"] = round(elapsed, 1)
+    summary["utt_per_s"] = round(n_ok / elapsed, 1) if n_ok and elapsed > 0 else None
+    logging.info("synthesised %d utterances in %.1f s (%s utt/s with --nj %d)", n_ok, elapsed,
+                 summary["utt_per_s"], nj)
+    write_tsv(work_dir / "speech" / "failed.tsv", ("split", "utt", "voice", "error", "en"), failures)
+    if failures:
+        logging.warning("%d utterances failed TTS (listed in %s)", len(failures), work_dir / "speech/failed.tsv")
+    summary["failed"] = len(failures)
+    logging.info("speech stage done in %.1f s", time.time() - t0)
+    return summary
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work_dir", type=Path, required=True)
+    p.add_argument("--audio_dir", type=Path, required=True)
+    p.add_argument("--cache_dir", type=Path, default=Path("downloads/tts_ui"))
+    p.add_argument("--nj", type=int, default=2)
+    p.add_argument("--verbose", type=int, default=1)
+    add_plan_arguments(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    return run_speech(args.work_dir, args.audio_dir, args.cache_dir, nj=args.nj,
+                      cfg=plan_config_from_args(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,487 @@
+#!/usr/bin/env python3
+"""tts_ui text stage: human en->fr sentence pairs from Debian gettext catalogs and DDTP.
+
+Sources
+  * gettext: the French ``.mo`` catalogs of the packages in GETTEXT_PACKAGES (``apt-get download``
+    into ``<cache_dir>/debs``, nothing installed); one catalog = one ``<package>/<domain>.mo``.
+  * DDTP: Debian package-description translations (``Translation-en`` / ``Translation-fr`` lists
+    of a private ``apt-get update``), aligned by Description-md5, paragraph and sentence.
+
+Every candidate goes through ``speakable.check_pair``; exact duplicates (case/punctuation
+insensitive) are dropped, the first occurrence in catalog order wins (gettext before DDTP).
+Catalogs are then assigned whole to test, dev, train (so no catalog is shared) and each split
+is sampled to its requested size. DDTP is an out-of-domain test set (``ddtp_test``).
+
+Outputs in ``--work_dir``: ``text/{train,dev,test,ddtp_test}.tsv`` (text_id, catalog, en, fr),
+``text/skipped.tsv`` (every dropped candidate with its reason), ``text/catalogs.tsv`` and
+``text/counts.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import polib  # noqa: E402
+
+from tts_ui import debian  # noqa: E402
+from tts_ui.common import (  # noqa: E402
+    mark_done,
+    parallel_map,
+    setup_logging,
+    stage_done,
+    utt_rng,
+    write_tsv,
+)
+from tts_ui.speakable import REASONS, check_pair, dedup_key  # noqa: E402
+
+LANG = "fr"
+GETTEXT_PACKAGES = (
+    "libreoffice-l10n-fr", "gimp", "gimp-data", "inkscape", "gnucash-common", "evolution-common",
+    "evolution-data-server-common", "gnome-control-center-data", "nautilus-data", "vlc-l10n",
+    "libgtk-3-common", "libgtk-4-common", "gnome-shell-common", "gnome-software-common",
+    "audacity-data", "gramps", "gcc-12-locales", "util-linux-locales", "libc-l10n", "krita-l10n",
+    "plasma-workspace-data", "kdenlive-data", "gnome-terminal-data", "rhythmbox-data", "totem-common",
+    "shotwell-common", "gedit-common", "evince-common", "darktable", "digikam-data", "scribus-data",
+    "hugin-data",
+)
+DDTP_CATALOG = "ddtp"
+# reasons added by this stage on top of speakable.REASONS
+EXTRA_REASONS = ("ddtp_paragraph_mismatch", "ddtp_sentence_mismatch", "duplicate", "not_sampled")
+SKIP_HEADER = ("source", "catalog", "reason", "en", "fr")
+
+
+# ----------------------------------------------------------------------------- gettext
+def extract_mo(deb: Path, out_dir: Path, lang: str = LANG) -> list[Path]:
+    """Write the ``<lang>/LC_MESSAGES/*.mo`` files of a .deb into ``out_dir`` (cached)."""
+    out_dir = Path(out_dir)
+    stamp = out_dir / ".extracted"
+    if stamp.exists() and stamp.read_text().strip() == Path(deb).name:
+        return sorted(out_dir.glob("*.mo"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.mo"):
+        old.unlink()
+    written: list[Path] = []
+    names: Counter = Counter()
+    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    try:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for member in tar:
+                parts = Path(member.name).parts
+                if (
+                    member.isfile()
+                    and member.name.endswith(".mo")
+                    and len(parts) >= 3
+                    and parts[-2] == "LC_MESSAGES"
+                    and parts[-3] == lang
+                ):
+                    stem = Path(member.name).stem
+                    names[stem] += 1
+                    name = stem if names[stem] == 1 else f"{stem}.{names[stem]}"
+                    target = out_dir / f"{name}.mo"
+                    target.write_bytes(tar.extractfile(member).read())
+                    written.append(target)
+    finally:
+        proc.stdout.close()
+        if proc.wait() != 0:
+            raise debian.DebianError(f"dpkg-deb --fsys-tarfile {deb} failed (rc={proc.returncode})")
+    stamp.write_text(Path(deb).name + "\n")
+    return sorted(written)
+
+
+def scan_catalog(mo_path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]], int]:
+    """(kept (en, fr) pairs in catalog order, skipped (reason, en, fr), number of entries)."""
+    kept, skipped = [], []
+    entries = polib.mofile(str(mo_path))
+    n = 0
+    for entry in entries:
+        n += 1
+        plural = bool(entry.msgid_plural)
+        fr = entry.msgstr_plural.get(0, "") if plural else entry.msgstr
+        reason, en_n, fr_n = check_pair(entry.msgid, fr, plural=plural)
+        if reason is None:
+            kept.append((en_n, fr_n))
+        else:
+            skipped.append((reason, entry.msgid, fr))
+    return kept, skipped, n
+
+
+def _scan_package(job: tuple[str, str, str, str]) -> list[dict]:
+    """Worker: extract one package's catalogs and filter them."""
+    package, deb, mo_root, lang = job
+    results = []
+    for mo in extract_mo(Path(deb), Path(mo_root) / package, lang):
+        kept, skipped, n = scan_catalog(mo)
+        results.append({"catalog": f"{package}/{mo.stem}", "kept": kept, "skipped": skipped, "entries": n})
+    return results
+
+
+# ----------------------------------------------------------------------------- DDTP
+def parse_translation_list(text: str, lang: str) -> dict[str, tuple[str, list[str]]]:
+    """{Description-md5: (package, description lines)} from a Translation-<lang> list."""
+    out = {}
+    field = f"Description-{lang}:"
+    for record in text.split("\n\n"):
+        package = md5 = None
+        lines: list[str] = []
+        in_desc = False
+        for line in record.splitlines():
+            if line.startswith("Package:"):
+                package = line.split(":", 1)[1].strip()
+                in_desc = False
+            elif line.startswith("Description-md5:"):
+                md5 = line.split(":", 1)[1].strip()
+                in_desc = False
+            elif line.startswith(field):
+                lines = [line[len(field):].strip()]
+                in_desc = True
+            elif in_desc and line.startswith(" "):
+                lines.append(line)
+            else:
+                in_desc = False
+        if md5 and lines and md5 not in out:
+            out[md5] = (package or "", lines)
+    return out
+
+
+_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[«\"'(]?[A-ZÀ-ÖØ-Ý])")
+_BULLET = re.compile(r"^\s*(?:[*+o-]|\d+[.)])\s+")
+
+
+def description_blocks(lines: list[str]) -> list[list[str]]:
+    """Description lines -> paragraphs -> text blocks (synopsis first; each list item a block)."""
+    paragraphs: list[list[str]] = [[lines[0].strip()]] if lines and lines[0].strip() else []
+    current: list[str] = []
+    for raw in lines[1:]:
+        if raw.strip() == ".":
+            paragraphs.append(_blocks(current))
+            current = []
+        else:
+            current.append(raw[1:] if raw.startswith(" ") else raw)
+    if current:
+        paragraphs.append(_blocks(current))
+    return [p for p in paragraphs if p]
+
+
+def _blocks(par_lines: list[str]) -> list[str]:
+    """Join the wrapped lines of a paragraph; a verbatim (indented) or bulleted line starts a block."""
+    blocks: list[list[str]] = []
+    for line in par_lines:
+        if not blocks or line.startswith(" ") or _BULLET.match(line):
+            blocks.append([_BULLET.sub("", line).strip()])
+        else:
+            blocks[-1].append(line.strip())
+    return [" ".join(b).strip() for b in blocks if " ".join(b).strip()]
+
+
+def split_sentences(block: str) -> list[str]:
+    return [s.strip() for s in _SENT_SPLIT.split(block) if s.strip()]
+
+
+def align_ddtp(
+    en_list: dict[str, tuple[str, list[str]]], fr_list: dict[str, tuple[str, list[str]]]
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str, str]], dict]:
+    """Align descriptions translated into French: ((package, en, fr) pairs, skipped, stats)."""
+    pairs, skipped = [], []
+    stats = Counter()
+    for md5 in sorted(fr_list):
+        if md5 not in en_list:
+            stats["ddtp_fr_without_en"] += 1
+            continue
+        package, en_lines = en_list[md5]
+        _, fr_lines = fr_list[md5]
+        stats["ddtp_descriptions"] += 1
+        en_pars, fr_pars = description_blocks(en_lines), description_blocks(fr_lines)
+        if len(en_pars) != len(fr_pars) or any(len(a) != len(b) for a, b in zip(en_pars, fr_pars)):
+            for block in (b for p in en_pars for b in p):
+                for s in split_sentences(block):
+                    skipped.append(("ddtp_paragraph_mismatch", package, s, ""))
+            continue
+        for en_par, fr_par in zip(en_pars, fr_pars):
+            for en_block, fr_block in zip(en_par, fr_par):
+                en_s, fr_s = split_sentences(en_block), split_sentences(fr_block)
+                if len(en_s) != len(fr_s):
+                    for s in en_s:
+                        skipped.append(("ddtp_sentence_mismatch", package, s, fr_block))
+                    continue
+                for e, f in zip(en_s, fr_s):
+                    pairs.append((package, e, f))
+    stats["ddtp_en_only_descriptions"] = len(set(en_list) - set(fr_list))
+    return pairs, skipped, dict(stats)
+
+
+# ----------------------------------------------------------------------------- splits
+def assign_splits(sizes: dict[str, int], targets: dict[str, int], seed: int) -> dict[str, str]:
+    """Assign whole catalogs to test, dev (in that order) and train.
+
+    Catalogs are visited in a seeded random order; test and dev take catalogs no larger than
+    half their target (so at least two catalogs feed each) until they hold their target, then
+    the smallest remaining ones if that was not enough. All other catalogs go to train.
+    """
+    order = sorted(c for c, n in sizes.items() if n > 0)
+    rng = utt_rng(seed, "assign_splits")
+    order = [order[i] for i in rng.permutation(len(order))]
+    assignment: dict[str, str] = {}
+    for split in ("test", "dev"):
+        target = targets.get(split, 0)
+        if target <= 0:
+            continue
+        cap = max(1, target // 2)
+        pool = 0
+        for catalog in order:
+            if pool >= target:
+                break
+            if catalog not in assignment and sizes[catalog] <= cap:
+                assignment[catalog] = split
+                pool += sizes[catalog]
+        for catalog in sorted((c for c in order if c not in assignment), key=lambda c: (sizes[c], c)):
+            if pool >= target:
+                break
+            # keep at least one catalog for train
+            if sum(1 for c in order if c not in assignment) <= 1:
+                break
+            assignment[catalog] = split
+            pool += sizes[catalog]
+    for catalog in order:
+        assignment.setdefault(catalog, "train")
+    return assignment
+
+
+def sample_split(pool: list[tuple], num: int, seed: int, split: str) -> tuple[list[tuple], list[tuple]]:
+    """Seeded sample of ``num`` items (in pool order); returns (sampled, not sampled)."""
+    if num >= len(pool):
+        return list(pool), []
+    rng = utt_rng(seed, "sample", split)
+    chosen = set(rng.choice(len(pool), size=num, replace=False).tolist())
+    return [p for i, p in enumerate(pool) if i in chosen], [p for i, p in enumerate(pool) if i not in chosen]
+
+
+# ----------------------------------------------------------------------------- main
+def build_text(
+    work_dir: Path,
+    cache_dir: Path,
+    num_train: int,
+    num_dev: int,
+    num_test: int,
+    num_ddtp_test: int,
+    seed: int = 1,
+    nj: int = 1,
+    packages: tuple[str, ...] = GETTEXT_PACKAGES,
+    ddtp: bool = True,
+    deb_dir: Path | None = None,
+    ddtp_lists: tuple[Path, Path] | None = None,
+    offline: bool = False,
+    apt: debian.PrivateApt | None = None,
+    force: bool = False,
+) -> dict:
+    """Run the text stage; returns the counts summary (also in text/counts.json)."""
+    t0 = time.time()
+    work_dir, cache_dir = Path(work_dir), Path(cache_dir)
+    out = work_dir / "text"
+    deb_dir = Path(deb_dir) if deb_dir else cache_dir / "debs"
+    config = dict(num_train=num_train, num_dev=num_dev, num_test=num_test, num_ddtp_test=num_ddtp_test,
+                  seed=seed, packages=list(packages), ddtp=ddtp, lang=LANG,
+                  ddtp_lists=[str(p) for p in ddtp_lists] if ddtp_lists else None)
+    stamp = out / ".done"
+    if not force and stage_done(stamp, config):
+        logging.info("text stage already done (%s): skipping", stamp)
+        return json.loads((out / "counts.json").read_text())
+
+    apt = apt or debian.PrivateApt(cache_dir / "apt", languages=("en", LANG))
+    # 1. fetch
+    if offline:
+        debs = {p: debian.cached_deb(deb_dir, p) for p in packages}
+        missing = [p for p, d in debs.items() if d is None]
+        if missing:
+            raise debian.DebianError(f"--offline but no cached .deb in {deb_dir} for: {' '.join(missing)}")
+    else:
+        debs = apt.download(packages, deb_dir) if packages else {}
+
+    # 2. extract + filter, one package per job
+    jobs = [(p, str(d), str(cache_dir / "mo" / LANG), LANG) for p, d in sorted(debs.items())]
+    catalogs: dict[str, dict] = {}
+    for results in parallel_map(_scan_package, jobs, nj, desc="gettext catalogs", unit="pkg", chunksize=1):
+        for r in results:
+            catalogs[r["catalog"]] = r
+    logging.info("read %d catalogs from %d packages (%d entries)", len(catalogs), len(debs),
+                 sum(r["entries"] for r in catalogs.values()))
+
+    skipped: list[tuple[str, str, str, str, str]] = []
+    reasons = Counter()
+    per_catalog: dict[str, Counter] = defaultdict(Counter)
+    for name in sorted(catalogs):
+        for reason, en, fr in catalogs[name]["skipped"]:
+            skipped.append(("gettext", name, reason, en, fr))
+            reasons[reason] += 1
+            per_catalog[name][reason] += 1
+
+    # 3. DDTP
+    ddtp_pairs: list[tuple[str, str]] = []
+    ddtp_stats: dict = {}
+    if ddtp:
+        if ddtp_lists:
+            en_path, fr_path = ddtp_lists
+        elif offline:
+            en_path, fr_path = (sorted(apt.lists.glob(f"*_i18n_Translation-{lang}*")) for lang in ("en", LANG))
+            if not en_path or not fr_path:
+                raise debian.DebianError(f"--offline but no Translation-en/-{LANG} list under {apt.lists}")
+            en_path, fr_path = en_path[0], fr_path[0]
+        else:
+            en_path, fr_path = apt.translation_list("en"), apt.translation_list(LANG)
+        logging.info("DDTP: aligning %s with %s", Path(en_path).name, Path(fr_path).name)
+        en_list = parse_translation_list(debian.read_list_file(en_path), "en")
+        fr_list = parse_translation_list(debian.read_list_file(fr_path), LANG)
+        aligned, ddtp_skipped, ddtp_stats = align_ddtp(en_list, fr_list)
+        for reason, package, en, fr in ddtp_skipped:
+            skipped.append(("ddtp", f"{DDTP_CATALOG}/{package}", reason, en, fr))
+            reasons[reason] += 1
+            per_catalog[DDTP_CATALOG][reason] += 1
+        for package, en, fr in aligned:
+            reason, en_n, fr_n = check_pair(en, fr)
+            if reason is None:
+                ddtp_pairs.append((package, en_n, fr_n))
+            else:
+                skipped.append(("ddtp", f"{DDTP_CATALOG}/{package}", reason, en, fr))
+                reasons[reason] += 1
+                per_catalog[DDTP_CATALOG][reason] += 1
+        logging.info("DDTP: %d descriptions in both languages, %d aligned sentences, %d speakable",
+                     ddtp_stats.get("ddtp_descriptions", 0), len(aligned), len(ddtp_pairs))
+
+    # 4. dedup: catalogs in name order, then DDTP
+    seen: set[str] = set()
+    pools: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # catalog -> (catalog, en, fr)
+    for name in sorted(catalogs):
+        for en, fr in catalogs[name]["kept"]:
+            key = dedup_key(en)
+            if key in seen:
+                skipped.append(("gettext", name, "duplicate", en, fr))
+                reasons["duplicate"] += 1
+                per_catalog[name]["duplicate"] += 1
+                continue
+            seen.add(key)
+            pools[name].append((name, en, fr))
+    ddtp_pool = []
+    for package, en, fr in ddtp_pairs:
+        key = dedup_key(en)
+        if key in seen:
+            skipped.append(("ddtp", f"{DDTP_CATALOG}/{package}", "duplicate", en, fr))
+            reasons["duplicate"] += 1
+            per_catalog[DDTP_CATALOG]["duplicate"] += 1
+            continue
+        seen.add(key)
+        ddtp_pool.append((f"{DDTP_CATALOG}/{package}", en, fr))
+
+    # 5. split by catalog, then sample
+    sizes = {name: len(pools[name]) for name in catalogs}
+    assignment = assign_splits(sizes, {"test": num_test, "dev": num_dev}, seed)
+    split_pools: dict[str, list[tuple[str, str, str]]] = {"train": [], "dev": [], "test": []}
+    for name in sorted(pools):
+        if name in assignment:  # catalogs left empty by the filter belong to no split
+            split_pools[assignment[name]].extend(pools[name])
+    split_pools["ddtp_test"] = ddtp_pool
+    wanted = {"train": num_train, "dev": num_dev, "test": num_test, "ddtp_test": num_ddtp_test if ddtp else 0}
+    sampled_per_catalog = Counter()
+    summary_splits = {}
+    for split, pool in split_pools.items():
+        chosen, rest = sample_split(pool, wanted[split], seed, split)
+        if len(chosen) < wanted[split]:
+            logging.warning("%s: only %d pairs available, %d requested", split, len(chosen), wanted[split])
+        for catalog, en, fr in rest:
+            source = "ddtp" if split == "ddtp_test" else "gettext"
+            skipped.append((source, catalog, "not_sampled", en, fr))
+            reasons["not_sampled"] += 1
+            per_catalog[DDTP_CATALOG if source == "ddtp" else catalog]["not_sampled"] += 1
+        rows = [(f"{split}-{i:06d}", catalog, en, fr) for i, (catalog, en, fr) in enumerate(chosen)]
+        write_tsv(out / f"{split}.tsv", ("text_id", "catalog", "en", "fr"), rows)
+        for _, catalog, _, _ in rows:
+            sampled_per_catalog[catalog if split != "ddtp_test" else DDTP_CATALOG] += 1
+        summary_splits[split] = {
+            "catalogs": sorted({c.split("/")[0] if split == "ddtp_test" else c for c, _, _ in pool})
+            if split != "ddtp_test" else [DDTP_CATALOG],
+            "pool": len(pool), "sampled": len(chosen), "requested": wanted[split],
+        }
+        logging.info("%-9s: %3d catalogs, %6d speakable pairs, %6d sampled (requested %d)", split,
+                     len(summary_splits[split]["catalogs"]), len(pool), len(chosen), wanted[split])
+
+    write_tsv(out / "skipped.tsv", SKIP_HEADER, skipped)
+    catalog_rows = []
+    for name in sorted(catalogs):
+        c = per_catalog[name]
+        catalog_rows.append((name, assignment.get(name, "-"), catalogs[name]["entries"],
+                             len(catalogs[name]["kept"]), sizes[name], sampled_per_catalog[name],
+                             " ".join(f"{r}={c[r]}" for r in sorted(c))))
+    if ddtp:
+        c = per_catalog[DDTP_CATALOG]
+        catalog_rows.append((DDTP_CATALOG, "ddtp_test", "-", len(ddtp_pairs), len(ddtp_pool),
+                             sampled_per_catalog[DDTP_CATALOG], " ".join(f"{r}={c[r]}" for r in sorted(c))))
+    write_tsv(out / "catalogs.tsv",
+              ("catalog", "split", "entries", "speakable", "after_dedup", "sampled", "skipped"), catalog_rows)
+    for reason in sorted(reasons, key=lambda r: -reasons[r]):
+        logging.info("skipped %-22s %7d", reason, reasons[reason])
+    summary = {
+        "splits": summary_splits,
+        "skipped": {r: reasons[r] for r in (*REASONS, *EXTRA_REASONS) if reasons[r]},
+        "skipped_total": len(skipped),
+        "catalogs": len(catalogs),
+        "gettext_entries": sum(r["entries"] for r in catalogs.values()),
+        "ddtp": ddtp_stats,
+        "seconds": round(time.time() - t0, 1),
+    }
+    (out / "counts.json").write_text(json.dumps(summary, indent=1) + "\n")
+    mark_done(stamp, config, {k: v["sampled"] for k, v in summary_splits.items()})
+    logging.info("text stage done in %.1f s: %s", time.time() - t0,
+                 ", ".join(f"{k}={v['sampled']}" for k, v in summary_splits.items()))
+    return summary
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work_dir", type=Path, required=True, help="text/ is written here")
+    p.add_argument("--cache_dir", type=Path, default=Path("downloads/tts_ui"),
+                   help="apt state, .debs and extracted catalogs (reused between runs)")
+    p.add_argument("--num_train", type=int, default=20000)
+    p.add_argument("--num_dev", type=int, default=1000)
+    p.add_argument("--num_test", type=int, default=1000)
+    p.add_argument("--num_ddtp_test", type=int, default=None, help="default: --num_test")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--nj", type=int, default=2)
+    p.add_argument("--packages", nargs="*", default=list(GETTEXT_PACKAGES), help="gettext packages")
+    p.add_argument("--no_ddtp", action="store_true", help="skip the DDTP out-of-domain test set")
+    p.add_argument("--deb_dir", type=Path, default=None, help="default: <cache_dir>/debs")
+    p.add_argument("--ddtp_lists", type=Path, nargs=2, default=None, metavar=("EN", "FR"),
+                   help="Translation-en and Translation-fr files (default: a private apt-get update)")
+    p.add_argument("--offline", action="store_true", help="use only what is cached, never call apt")
+    p.add_argument("--apt_mirror", default=debian.DEFAULT_MIRROR)
+    p.add_argument("--apt_suite", default=None, help="default: this machine's Debian codename")
+    p.add_argument("--force", action="store_true", help="redo even if finished with the same options")
+    p.add_argument("--verbose", type=int, default=1)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    apt = debian.PrivateApt(args.cache_dir / "apt", mirror=args.apt_mirror,
+                            suite=args.apt_suite or debian.system_codename(), languages=("en", LANG))
+    return build_text(
+        args.work_dir, args.cache_dir, args.num_train, args.num_dev, args.num_test,
+        args.num_test if args.num_ddtp_test is None else args.num_ddtp_test, seed=args.seed, nj=args.nj,
+        packages=tuple(args.packages), ddtp=not args.no_ddtp, deb_dir=args.deb_dir,
+        ddtp_lists=tuple(args.ddtp_lists) if args.ddtp_lists else None, offline=args.offline, apt=apt,
+        force=args.force,
+    )
+
+
+if __name__ == "__main__":
+    main()
