@@ -34,6 +34,14 @@ def unpack_archive(archive: Union[str, Path], out_dir: Optional[Union[str, Path]
     return unpack(archive, out_dir)
 
 
+def _true_lengths(speech, speech_lengths) -> torch.Tensor:
+    if speech_lengths is not None:
+        return torch.as_tensor(speech_lengths, dtype=torch.long).reshape(-1)
+    if isinstance(speech, (list, tuple)):
+        return torch.tensor([len(torch.as_tensor(w).reshape(-1)) for w in speech])
+    return torch.full((len(speech),), torch.as_tensor(speech).shape[1], dtype=torch.long)
+
+
 class SMoESpeech2Text(Speech2Text):
     """``Speech2Text`` that routes an S-MoE encoder by the bandwidth token.
 
@@ -118,7 +126,12 @@ class SMoESpeech2Text(Speech2Text):
         """
         n_utt = len(speech)
         ids = self._bandwidth_ids(n_utt, bandwidth, bandwidth_sym)
-        with self.s2t_model.bandwidth_scope(ids):
+        lengths = None
+        if not self.pads_speech:
+            # ESPnet's batch_decode gives every row the padded length; an
+            # unpadded model needs the true ones so the search masks padding.
+            lengths = _true_lengths(speech, speech_lengths)
+        with self.s2t_model.bandwidth_scope(ids), self.s2t_model.lengths_scope(lengths):
             return super().batch_decode(
                 speech,
                 speech_lengths,
@@ -128,6 +141,17 @@ class SMoESpeech2Text(Speech2Text):
                 task_sym=task_sym,
                 predict_time=predict_time,
             )
+
+    @property
+    def pads_speech(self) -> bool:
+        """False when trained with ``preprocessor_conf.pad_speech: false``."""
+        return bool(self.preprocessor_conf.get("pad_speech", True))
+
+    def _pad_or_trim(self, speech: torch.Tensor) -> torch.Tensor:
+        if self.pads_speech:
+            return super()._pad_or_trim(speech)
+        max_samples = int(self.preprocessor_conf["fs"] * self.preprocessor_conf["speech_length"])
+        return speech[..., :max_samples]  # trimmed like in training, never padded
 
     def _bandwidth_ids(
         self, n_utt: int, bandwidth: BandwidthArg, bandwidth_sym: Optional[str]

@@ -5,8 +5,10 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from espnet2.s2t.espnet_model import ESPnetS2TModel
+from espnet2.torch_utils.device_funcs import force_gatherable
 from typeguard import typechecked
 
+from espnet_smoe.gated_moe import GatedMoEFeedForward
 from espnet_smoe.routing import GuidedExperts, RoutingError
 
 
@@ -41,11 +43,14 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
     * resolution of the encoder/decoder routing tables against the token list
       when the model is built (unknown tokens fail here, not mid-training);
     * errors that name the utterance when a row cannot be routed;
-    * ``mask_guiding_targets``: no attention loss on the task token.
+    * ``mask_guiding_targets``: no attention loss on the task token;
+    * the load-balancing loss of learned-gate MoE baselines (``gated_moe.py``).
 
     Args:
         mask_guiding_targets: Exclude the decoder's guiding tokens from the
             attention loss (default True; see the decoder's leak note).
+        moe_aux_loss_weight: Weight of the summed balancing losses of
+            ``GatedMoEFeedForward`` blocks (unused without them).
         **kwargs: Everything ``ESPnetS2TModel`` takes.
     """
 
@@ -57,6 +62,7 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
         encoder: torch.nn.Module,
         decoder: Optional[torch.nn.Module],
         mask_guiding_targets: bool = True,
+        moe_aux_loss_weight: float = 0.01,
         **kwargs,
     ):
         super().__init__(
@@ -77,6 +83,10 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
         # Bandwidth token ids (Batch,) for the next encode(): set by forward()
         # and by bandwidth_scope() at inference.
         self._bandwidth: Optional[torch.Tensor] = None
+        # True speech lengths for batched decoding of unpadded models.
+        self._lengths: Optional[torch.Tensor] = None
+        self.moe_aux_loss_weight = moe_aux_loss_weight
+        self._gated_blocks = [m for m in self.modules() if isinstance(m, GatedMoEFeedForward)]
 
     @property
     def routes_encoder(self) -> bool:
@@ -90,6 +100,19 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
             yield
         finally:
             self._bandwidth = previous
+
+    @contextlib.contextmanager
+    def lengths_scope(self, lengths: Optional[torch.Tensor]) -> Iterator[None]:
+        """Use these speech lengths (Batch,) in every ``encode`` inside the block.
+
+        ESPnet's batched decoding passes the padded length for every row; a
+        model trained without padding needs the true ones.
+        """
+        previous, self._lengths = self._lengths, lengths
+        try:
+            yield
+        finally:
+            self._lengths = previous
 
     def forward(
         self,
@@ -124,7 +147,7 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
             )
         try:
             with self.bandwidth_scope(bandwidth):
-                return super().forward(
+                loss, stats, weight = super().forward(
                     speech,
                     speech_lengths,
                     text,
@@ -139,6 +162,14 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
             raise RoutingError(
                 f"utterances {_names(utt_ids, e.rows)}: {e}", e.rows
             ) from e
+        if self._gated_blocks:
+            aux = torch.stack([b.aux_loss for b in self._gated_blocks]).sum()
+            loss = loss + self.moe_aux_loss_weight * aux
+            stats["loss_moe_aux"] = aux.detach()
+            stats["loss"] = loss.detach()
+            # new stats must be gathered like ESPnet's own, or DDP averaging fails
+            loss, stats, weight = force_gatherable((loss, stats, weight), loss.device)
+        return loss, stats, weight
 
     def encode(
         self,
@@ -169,6 +200,8 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
                     f"{bandwidth.size(0)} bandwidth tokens for {speech.size(0)} utterances"
                 )
             self.encoder.route(self.encoder.experts_for_tokens(bandwidth.to(speech.device)))
+        if self._lengths is not None:
+            speech_lengths = self._lengths.to(speech_lengths).clamp(max=speech.size(1))
         return super().encode(speech, speech_lengths)
 
 

@@ -1,6 +1,6 @@
 """``smoe_s2t``: ESPnet's S2T preprocessor plus the per-utterance bandwidth token."""
 
-from typing import Dict, Union
+from typing import Dict, Tuple, Union
 
 import numpy as np
 from espnet2.train.preprocessor import S2TPreprocessor
@@ -14,15 +14,37 @@ class SMoES2TPreprocessor(S2TPreprocessor):
     collates to (Batch, 1) and the ``smoe`` model uses to route the encoder.
     ``nb`` and ``<nb>`` are both accepted.
 
+    ``pad_speech: false`` trims to ``speech_length`` but does not pad: ESPnet's
+    S2T pads every utterance to ``speech_length`` (30 s by default), which
+    multiplies the compute on short prompts. ``SMoESpeech2Text`` reads the
+    same key and decodes unpadded too. Timestamps then lose their fixed
+    frame grid, so use it with untimed text (``time_apply_prob: 1.0``).
+
     Args:
         train: Training mode (passed to ``S2TPreprocessor``).
         bandwidth_name: Data name of the bandwidth token.
+        pad_speech: Pad to ``speech_length`` as ESPnet does (default True).
         **kwargs: Everything ``S2TPreprocessor`` takes.
     """
 
-    def __init__(self, train: bool, bandwidth_name: str = "bandwidth", **kwargs):
+    def __init__(
+        self,
+        train: bool,
+        bandwidth_name: str = "bandwidth",
+        pad_speech: bool = True,
+        **kwargs,
+    ):
         super().__init__(train, **kwargs)
         self.bandwidth_name = bandwidth_name
+        self.pad_speech = pad_speech
+
+    def _pad_or_trim_speech(self, data: Dict) -> Tuple[Dict, int]:
+        if self.pad_speech:
+            return super()._pad_or_trim_speech(data)
+        speech = data.get(self.speech_name)
+        if speech is not None:
+            data[self.speech_name] = speech[: self.speech_length]  # (Time, ...) trimmed
+        return data, 0
 
     def __call__(
         self, uid: str, data: Dict[str, Union[str, np.ndarray]]

@@ -11,12 +11,19 @@ from espnet2.train.class_choices import ClassChoices
 
 from espnet_smoe.decoder import SMoETransformerDecoder
 from espnet_smoe.encoder import SMoEConformerEncoder
+from espnet_smoe.gated_moe import GatedMoEConformerEncoder, GatedMoETransformerDecoder
 from espnet_smoe.model import ESPnetSMoES2TModel
 from espnet_smoe.preprocessor import SMoES2TPreprocessor
 
 REGISTRY = {
-    "encoder_choices": {"smoe_conformer": SMoEConformerEncoder},
-    "decoder_choices": {"smoe_transformer": SMoETransformerDecoder},
+    "encoder_choices": {
+        "smoe_conformer": SMoEConformerEncoder,
+        "gated_moe_conformer": GatedMoEConformerEncoder,  # learned-gate baseline
+    },
+    "decoder_choices": {
+        "smoe_transformer": SMoETransformerDecoder,
+        "gated_moe_transformer": GatedMoETransformerDecoder,
+    },
     "model_choices": {"smoe": ESPnetSMoES2TModel},
     "preprocessor_choices": {"smoe_s2t": SMoES2TPreprocessor},
 }

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# S-MoE joint ASR + ST (English -> French) on mixed-bandwidth speech.
+#
+# Default corpus: the Asterisk core sounds, each English prompt as a real
+# 8 kHz telephone recording (<nb>) and a real 16 kHz G.722 recording (<wb>),
+# with human French translations. Fetched by stage 1 (see db.sh).
+#
+#   ./run.sh                                   # everything, tiny CPU model
+#   ./run.sh --stage 6 --train_config conf/train_smoe_encdec.yaml --ngpu 4
+#   cmd_backend=slurm ./run.sh --ngpu 8 --num_nodes 2 --stage 6
+#
+# Each stage is a few lines calling one Python entry point.
+set -euo pipefail
+
+stage=1                 # first stage to run
+stop_stage=100          # last stage to run
+ngpu=0                  # GPUs per node for training (0: CPU)
+num_nodes=1             # nodes for training (>1: Slurm, srun + ESPnet's slurm launcher)
+nj=2                    # parallel decoding jobs
+nb_source=real          # narrowband audio: real (telephone recordings) | simulated (from wideband)
+max_prompts=0           # >0: a small slice of the corpus (CI)
+vocab_size=300          # sentencepiece pieces besides the special tokens
+train_config=conf/tuning/train_smoe_encdec_tiny.yaml
+inference_config=conf/decode.yaml
+inference_model=valid.acc.ave.pth
+tag=""                  # experiment name (default: the config's name)
+train_args=""           # extra flags for espnet_smoe.bin.s2t_train, e.g. "--max_epoch 5"
+inference_args=""       # extra flags for espnet_smoe.bin.s2t_inference
+test_sets="test_nb test_wb"
+tasks="asr st_fra"
+
+. ./path.sh
+. ./cmd.sh
+. ./db.sh
+. local/parse_options.sh "$@"
+
+[ -n "${tag}" ] || tag=$(basename "${train_config}" .yaml)
+exp=exp/${tag}
+token_dir=data/token_list/bpe_unigram${vocab_size}
+stats_dir=exp/stats_bpe${vocab_size}
+decode_dir=${exp}/decode_$(basename "${inference_config}" .yaml)_$(basename "${inference_model}" .pth)
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*"; }
+
+# ESPnet data names: wav.scp->speech, text (prompt + target), text.prev, text.ctc, utt2bw->bandwidth
+data_opts() {  # $1: flag, $2: data dir
+    local f=$1 d=$2
+    echo "--${f} ${d}/wav.scp,speech,sound --${f} ${d}/text,text,text --${f} ${d}/text.prev,text_prev,text" \
+         "--${f} ${d}/text.ctc,text_ctc,text --${f} ${d}/utt2bw,bandwidth,text"
+}
+token_opts="--token_type bpe --bpemodel ${token_dir}/bpe.model --token_list ${token_dir}/tokens.txt"
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    log "Stage 1: fetch the Asterisk prompts (en wav, en g722, en/fr transcripts) and decode G.722"
+    python local/fetch_asterisk.py --db "${ASTERISK}" --download_dir downloads --out_dir data/local/asterisk
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    log "Stage 2: 16 kHz audio in both bandwidths (narrowband: ${nb_source}) and utt2bw"
+    python local/make_bandwidth.py --inventory data/local/asterisk/prompts.tsv \
+        --out_dir data/local/bandwidth --nb_source "${nb_source}"
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+    log "Stage 3: filter and split by prompt family into data/{train,dev,test_nb,test_wb}"
+    python local/split_data.py --inventory data/local/asterisk/prompts.tsv \
+        --bandwidth data/local/bandwidth/bandwidth.tsv --data_dir data --local_dir data/local \
+        --max_prompts "${max_prompts}"
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    log "Stage 4: sentencepiece model and token list in ${token_dir}"
+    python local/make_tokens.py --train_dir data/train --vocab_size "${vocab_size}" --out_dir "${token_dir}"
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    log "Stage 5: feature statistics and shapes in ${stats_dir}"
+    # shellcheck disable=SC2046
+    ${train_cmd} "${stats_dir}/logs/stats.log" python -m espnet_smoe.bin.s2t_train \
+        --collect_stats true --config "${train_config}" --normalize none --use_preprocessor true ${token_opts} \
+        $(data_opts train_data_path_and_name_and_type data/train) \
+        $(data_opts valid_data_path_and_name_and_type data/dev) \
+        --train_shape_file data/train/wav.scp --valid_shape_file data/dev/wav.scp \
+        --ngpu 0 --num_workers 0 --output_dir "${stats_dir}"
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    log "Stage 6: train ${exp} (${train_config}; ngpu=${ngpu}, num_nodes=${num_nodes})"
+    dist_opts="--ngpu ${ngpu} --multiprocessing_distributed true"
+    if [ "${num_nodes}" -gt 1 ]; then
+        # srun starts one task per GPU; ESPnet reads ranks from Slurm.
+        dist_opts="--ngpu 1 --multiprocessing_distributed false --dist_launcher slurm"
+        dist_opts+=" --dist_init_method file://$(pwd)/${exp}/.dist_init_$(date +%s)"
+    fi
+    mkdir -p "${exp}"
+    # shellcheck disable=SC2046,SC2086
+    ${cuda_cmd} --gpu "${ngpu}" --num_nodes "${num_nodes}" "${exp}/train.log" \
+        python -m espnet_smoe.bin.s2t_train --config "${train_config}" --use_preprocessor true ${token_opts} \
+        $(data_opts train_data_path_and_name_and_type data/train) \
+        $(data_opts valid_data_path_and_name_and_type data/dev) \
+        --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
+        --train_shape_file "${stats_dir}/train/speech_shape" --valid_shape_file "${stats_dir}/valid/speech_shape" \
+        --resume true ${dist_opts} --output_dir "${exp}" ${train_args}
+    python -m espnet_smoe.bin.model_info --config "${exp}/config.yaml" --out "${exp}/model_info.json"
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    log "Stage 7: decode ${test_sets} x ${tasks} with ${inference_model} (${nj} jobs each)"
+    for test_set in ${test_sets}; do
+        for task in ${tasks}; do
+            dir=${decode_dir}/${test_set}_${task}
+            _nj=$(python local/split_keys.py --scp "data/${test_set}/wav.scp" --nj "${nj}" --out_dir "${dir}")
+            # shellcheck disable=SC2086
+            ${decode_cmd} JOB=1:"${_nj}" "${dir}/logs/decode.JOB.log" \
+                python -m espnet_smoe.bin.s2t_inference --config "${inference_config}" --ngpu 0 \
+                --s2t_train_config "${exp}/config.yaml" --s2t_model_file "${exp}/${inference_model}" \
+                --data_path_and_name_and_type "data/${test_set}/wav.scp,speech,sound" \
+                --data_path_and_name_and_type "data/${test_set}/utt2bw,bandwidth,text" \
+                --task_sym "${task}" --key_file "${dir}/keys.JOB.scp" --output_dir "${dir}/output.JOB" \
+                ${inference_args}
+            python local/merge_decode.py --nj "${_nj}" --dir "${dir}"
+        done
+    done
+fi
+
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+    log "Stage 8: score (WER for asr, BLEU/chrF for st) -> ${exp}/RESULTS.md, ${exp}/results.json"
+    python local/score.py --data_dir data --decode_dir "${decode_dir}" --test_sets "${test_sets}" \
+        --tasks "${tasks}" --out_dir "${exp}" --tag "${tag}"
+    cat "${exp}/RESULTS.md"
+fi
+
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    log "Stage 9: pack ${exp}/packed.zip"
+    python -m espnet2.bin.pack s2t --s2t_train_config "${exp}/config.yaml" \
+        --s2t_model_file "${exp}/${inference_model}" --option "${token_dir}/bpe.model" \
+        --option "${stats_dir}/train/feats_stats.npz" --option "${exp}/RESULTS.md" \
+        --outpath "${exp}/packed.zip"
+fi
+
+log "Done: ${exp}"
