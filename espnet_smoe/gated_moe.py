@@ -22,6 +22,7 @@ from espnet2.legacy.nets.pytorch_backend.transformer.positionwise_feed_forward i
 )
 from typeguard import typechecked
 
+from espnet_smoe.routing import replace_feed_forwards
 from espnet_smoe.smoe_feed_forward import SMoEFeedForward
 
 
@@ -72,27 +73,13 @@ def load_balancing_loss(probs: torch.Tensor, expert: torch.Tensor, num_experts: 
     return num_experts * torch.sum(share * probs.mean(dim=0))
 
 
-def _install_gated(layers, ffn_attributes, num_experts: int, moe_layers: Optional[List[int]]):
-    chosen = range(1, len(layers) + 1) if moe_layers is None else moe_layers
-    for number in chosen:
-        layer = layers[number - 1]
-        for name in ffn_attributes:
-            dense = getattr(layer, name, None)
-            if dense is None:
-                continue
-            if not isinstance(dense, PositionwiseFeedForward):
-                raise ValueError(f"layer {number}.{name}: only linear position-wise FFNs")
-            setattr(
-                layer,
-                name,
-                GatedMoEFeedForward(
-                    dense.w_1.in_features,
-                    dense.w_1.out_features,
-                    num_experts,
-                    dense.dropout.p,
-                    dense.activation,
-                ),
-            )
+def _gated_block(num_experts: int):
+    def make(dense: PositionwiseFeedForward) -> GatedMoEFeedForward:
+        return GatedMoEFeedForward(
+            dense.w_1.in_features, dense.w_1.out_features, num_experts, dense.dropout.p, dense.activation
+        )
+
+    return make
 
 
 class GatedMoEConformerEncoder(ConformerEncoder):
@@ -108,7 +95,9 @@ class GatedMoEConformerEncoder(ConformerEncoder):
     @typechecked
     def __init__(self, input_size: int, num_experts: int = 2, moe_layers: Optional[List[int]] = None, **kwargs):
         super().__init__(input_size=input_size, **kwargs)
-        _install_gated(self.encoders, ("feed_forward", "feed_forward_macaron"), num_experts, moe_layers)
+        replace_feed_forwards(
+            self.encoders, ("feed_forward", "feed_forward_macaron"), moe_layers, _gated_block(num_experts)
+        )
 
 
 class GatedMoETransformerDecoder(TransformerDecoder):
@@ -132,4 +121,4 @@ class GatedMoETransformerDecoder(TransformerDecoder):
         **kwargs,
     ):
         super().__init__(vocab_size=vocab_size, encoder_output_size=encoder_output_size, **kwargs)
-        _install_gated(self.decoders, ("feed_forward",), num_experts, moe_layers)
+        replace_feed_forwards(self.decoders, ("feed_forward",), moe_layers, _gated_block(num_experts))

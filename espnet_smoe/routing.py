@@ -11,7 +11,7 @@ swaps chosen ESPnet FFNs for :class:`~espnet_smoe.smoe_feed_forward.SMoEFeedForw
 blocks and hands every block the batch's routing.
 """
 
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from espnet2.legacy.nets.pytorch_backend.transformer.positionwise_feed_forward import (
@@ -56,6 +56,45 @@ def validate_routing(routing: Dict[str, int], num_experts: Optional[int]) -> int
     return num_experts
 
 
+def replace_feed_forwards(
+    layers: torch.nn.Module,
+    ffn_attributes: Sequence[str],
+    layer_numbers: Optional[List[int]],
+    make_block: Callable[[PositionwiseFeedForward], torch.nn.Module],
+) -> List[int]:
+    """Swap the dense FFNs of chosen layers for ``make_block(dense)``.
+
+    Args:
+        layers: ESPnet layer stack (``encoders`` / ``decoders``).
+        ffn_attributes: FFN attribute names in a layer; None ones are skipped.
+        layer_numbers: 1-based layers, like ESPnet's ``interctc_layer_idx``
+            (None: all).
+        make_block: Builds the replacement from the dense FFN it replaces.
+
+    Returns:
+        The sorted layer numbers that were changed.
+    """
+    n_layers = len(layers)
+    chosen = list(range(1, n_layers + 1)) if layer_numbers is None else layer_numbers
+    bad = [n for n in chosen if not 1 <= n <= n_layers]
+    if bad:
+        raise ValueError(f"layers {bad} out of range 1..{n_layers}")
+    for number in sorted(set(chosen)):
+        layer = layers[number - 1]
+        for name in ffn_attributes:
+            dense = getattr(layer, name, None)
+            if dense is None:
+                continue
+            if not isinstance(dense, PositionwiseFeedForward):
+                raise ValueError(
+                    f"layer {number}.{name} is {type(dense).__name__}: experts "
+                    "replace only linear position-wise FFNs "
+                    "(positionwise_layer_type: linear)"
+                )
+            setattr(layer, name, make_block(dense))
+    return sorted(set(chosen))
+
+
 class GuidedExperts:
     """Mixin for an ESPnet encoder/decoder whose FFNs follow guiding tokens.
 
@@ -84,35 +123,18 @@ class GuidedExperts:
         """
         self.routing = dict(routing)
         self.num_experts = validate_routing(self.routing, num_experts)
-        n_layers = len(layers)
-        chosen = list(range(1, n_layers + 1)) if smoe_layers is None else smoe_layers
-        bad = [n for n in chosen if not 1 <= n <= n_layers]
-        if bad:
-            raise ValueError(f"smoe_layers {bad} out of range 1..{n_layers}")
-        self.smoe_layers = sorted(set(chosen))
-        for number in self.smoe_layers:
-            layer = layers[number - 1]
-            for name in ffn_attributes:
-                dense = getattr(layer, name, None)
-                if dense is None:
-                    continue
-                if not isinstance(dense, PositionwiseFeedForward):
-                    raise ValueError(
-                        f"layer {number}.{name} is {type(dense).__name__}: S-MoE "
-                        "replaces only linear position-wise FFNs "
-                        "(positionwise_layer_type: linear)"
-                    )
-                setattr(
-                    layer,
-                    name,
-                    SMoEFeedForward(
-                        idim=dense.w_1.in_features,
-                        hidden_units=dense.w_1.out_features,
-                        num_experts=self.num_experts,
-                        dropout_rate=dense.dropout.p,
-                        activation=dense.activation,
-                    ),
-                )
+        self.smoe_layers = replace_feed_forwards(
+            layers,
+            ffn_attributes,
+            smoe_layers,
+            lambda dense: SMoEFeedForward(
+                idim=dense.w_1.in_features,
+                hidden_units=dense.w_1.out_features,
+                num_experts=self.num_experts,
+                dropout_rate=dense.dropout.p,
+                activation=dense.activation,
+            ),
+        )
         self._blocks = [m for m in self.modules() if isinstance(m, SMoEFeedForward)]
         # Filled by resolve_tokens(); not saved: the token list is in config.yaml.
         self.register_buffer(

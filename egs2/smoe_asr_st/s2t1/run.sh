@@ -16,7 +16,10 @@ stage=1                 # first stage to run
 stop_stage=100          # last stage to run
 ngpu=0                  # GPUs per node for training (0: CPU)
 num_nodes=1             # nodes for training (>1: Slurm, srun + ESPnet's slurm launcher)
-nj=2                    # parallel decoding jobs
+nj=2                    # parallel decoding and data-prep jobs
+corpus=asterisk         # asterisk (real NB/WB speech) | tts_ui (+ synthetic benchmark corpus, issue 4)
+tts_ui_sizes="20000 1000 1000"   # tts_ui train/dev/test sentences
+seed=1                  # corpus seed (tts_ui)
 nb_source=real          # narrowband audio: real (telephone recordings) | simulated (from wideband)
 max_prompts=0           # >0: a small slice of the corpus (CI)
 vocab_size=300          # sentencepiece pieces besides the special tokens
@@ -26,7 +29,7 @@ inference_model=valid.acc.ave.pth
 tag=""                  # experiment name (default: the config's name)
 train_args=""           # extra flags for espnet_smoe.bin.s2t_train, e.g. "--max_epoch 5"
 inference_args=""       # extra flags for espnet_smoe.bin.s2t_inference
-test_sets="test_nb test_wb"
+test_sets=""            # default: the corpus's test sets
 tasks="asr st_fra"
 
 . ./path.sh
@@ -34,10 +37,19 @@ tasks="asr st_fra"
 . ./db.sh
 . local/parse_options.sh "$@"
 
+case "${corpus}" in
+    asterisk) train_set=train; valid_set=dev; corpus_tests="test_nb test_wb" ;;
+    # tts_ui models are also tested on the real Asterisk prompts
+    tts_ui)   train_set=tts_ui_train; valid_set=tts_ui_dev
+              corpus_tests="tts_ui_test_nb tts_ui_test_wb ddtp_test_nb ddtp_test_wb test_nb test_wb" ;;
+    *) echo "$0: unknown --corpus ${corpus} (asterisk or tts_ui)" >&2; exit 1 ;;
+esac
+[ -n "${test_sets}" ] || test_sets=${corpus_tests}
 [ -n "${tag}" ] || tag=$(basename "${train_config}" .yaml)
+[ "${corpus}" = asterisk ] || tag=${corpus}_${tag}
 exp=exp/${tag}
-token_dir=data/token_list/bpe_unigram${vocab_size}
-stats_dir=exp/stats_bpe${vocab_size}
+token_dir=data/token_list/${corpus}_bpe_unigram${vocab_size}
+stats_dir=exp/stats_${corpus}_bpe${vocab_size}
 decode_dir=${exp}/decode_$(basename "${inference_config}" .yaml)_$(basename "${inference_model}" .pth)
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*"; }
 
@@ -65,11 +77,17 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     python local/split_data.py --inventory data/local/asterisk/prompts.tsv \
         --bandwidth data/local/bandwidth/bandwidth.tsv --data_dir data --local_dir data/local \
         --max_prompts "${max_prompts}"
+    if [ "${corpus}" = tts_ui ]; then
+        log "Stage 3: tts_ui corpus (text pairs, TTS, channel) into data/tts_ui_*, data/ddtp_test_*"
+        read -r n_train n_dev n_test <<< "${tts_ui_sizes}"
+        python local/tts_ui/prepare.py --out_data data --audio_dir downloads/tts_ui/audio \
+            --num_train "${n_train}" --num_dev "${n_dev}" --num_test "${n_test}" --nj "${nj}" --seed "${seed}"
+    fi
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     log "Stage 4: sentencepiece model and token list in ${token_dir}"
-    python local/make_tokens.py --train_dir data/train --vocab_size "${vocab_size}" --out_dir "${token_dir}"
+    python local/make_tokens.py --train_dir "data/${train_set}" --vocab_size "${vocab_size}" --out_dir "${token_dir}"
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
@@ -77,9 +95,9 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     # shellcheck disable=SC2046
     ${train_cmd} "${stats_dir}/logs/stats.log" python -m espnet_smoe.bin.s2t_train \
         --collect_stats true --config "${train_config}" --normalize none --use_preprocessor true ${token_opts} \
-        $(data_opts train_data_path_and_name_and_type data/train) \
-        $(data_opts valid_data_path_and_name_and_type data/dev) \
-        --train_shape_file data/train/wav.scp --valid_shape_file data/dev/wav.scp \
+        $(data_opts train_data_path_and_name_and_type "data/${train_set}") \
+        $(data_opts valid_data_path_and_name_and_type "data/${valid_set}") \
+        --train_shape_file "data/${train_set}/wav.scp" --valid_shape_file "data/${valid_set}/wav.scp" \
         --ngpu 0 --num_workers 0 --output_dir "${stats_dir}"
 fi
 
@@ -95,8 +113,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     # shellcheck disable=SC2046,SC2086
     ${cuda_cmd} --gpu "${ngpu}" --num_nodes "${num_nodes}" "${exp}/train.log" \
         python -m espnet_smoe.bin.s2t_train --config "${train_config}" --use_preprocessor true ${token_opts} \
-        $(data_opts train_data_path_and_name_and_type data/train) \
-        $(data_opts valid_data_path_and_name_and_type data/dev) \
+        $(data_opts train_data_path_and_name_and_type "data/${train_set}") \
+        $(data_opts valid_data_path_and_name_and_type "data/${valid_set}") \
         --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
         --train_shape_file "${stats_dir}/train/speech_shape" --valid_shape_file "${stats_dir}/valid/speech_shape" \
         --resume true ${dist_opts} --output_dir "${exp}" ${train_args}
