@@ -107,7 +107,7 @@ def build_model(config: Path, vocab: int, input_size: int, device: str, dtype):
     parser = SMoES2TTask.get_parser()
     args = parser.parse_args(
         ["--config", str(config), "--token_list", "dummy", "--input_size", str(input_size),
-         "--normalize", "none", "--specaug", "none", "--frontend", "none"]
+         "--normalize", "none", "--specaug", "none"]
     )
     args.token_list = token_list
     args.model_conf = conf.get("model_conf", {})

@@ -140,17 +140,18 @@ class SMoEFeedForward(torch.nn.Module):
             if count == x.size(0):
                 return self._expert_forward(x, e)  # a single-expert batch
 
-        # Group rows by expert, run each group, restore the batch order.
+        # Each expert gathers its rows and writes its output straight into
+        # place: one copy in, one copy out, no re-ordering pass.
         order = torch.argsort(expert, stable=True)
-        groups = x.index_select(0, order).split(counts)
-        outputs = [
-            self._expert_forward(group, e)
-            for e, group in enumerate(groups)
-            if group.size(0) > 0
-        ]
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(order.numel(), device=order.device)
-        return torch.cat(outputs).index_select(0, inverse)
+        out = x.new_empty(x.shape)
+        start = 0
+        for e, count in enumerate(counts):
+            if count == 0:
+                continue
+            rows = order[start : start + count]
+            start += count
+            out.index_copy_(0, rows, self._expert_forward(x.index_select(0, rows), e))
+        return out
 
     def _expert_forward(self, x: torch.Tensor, e: int) -> torch.Tensor:
         hidden = self.activation(F.linear(x, self.w_1[e], self.b_1[e]))
