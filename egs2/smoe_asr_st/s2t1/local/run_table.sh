@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The paper's comparison table with fair baselines (issue #4): every variant trained for
+# every seed with the same data, dimensions and steps through run.sh, decoded on the
+# corpus's test sets (tts_ui: tts_ui, DDTP and the real Asterisk prompts; NB and WB),
+# scored, and tabulated (mean and spread over seeds, parameters, relative step time).
+# Run from egs2/smoe_asr_st/s2t1:
+#
+#   local/run_table.sh                          # tts_ui, 6 variants x seeds 1 2 3, tiny CPU configs
+#   local/run_table.sh --corpus asterisk --variants "hard_sharing smoe_encdec" --seeds 1 \
+#       --run_args "--max_prompts 24" --train_args "--max_epoch 1" --inference_args "--beam_size 2"
+#   local/run_table.sh --config_dir conf --config_suffix "" --ngpu 1 --name tts_ui_gpu --publish true
+#
+# Stages:
+#   1: data, tokens and feature stats once: run.sh stages 1-5 (first variant's config; the
+#      variants differ only in encoder/decoder, so they share them)
+#   2: per seed, per variant: run.sh stages 6-8 with --tag <variant>_seed<seed> and
+#      --train_args "<train_args> --seed <seed>" -> exp/[<corpus>_]<variant>_seed<seed>
+#      (a run whose results.json exists is skipped unless --skip_done false); output of
+#      each run.sh call in exp/table_<name>/logs/
+#   3: local/make_table.py -> exp/table_<name>/table.{md,json,png}; --publish true also
+#      writes the RESULTS.md section (between <!-- table:table_<name> begin/end -->) and
+#      results/table_<name>.{json,png}
+# --run_args is added to every run.sh call (word-split like a shell line, quotes kept):
+#   --run_args "--max_prompts 24 --tts_ui_sizes '60 10 10'"
+set -euo pipefail
+
+stage=1                 # first driver stage (1 data, 2 runs, 3 table)
+stop_stage=3            # last driver stage
+corpus=tts_ui           # run.sh --corpus: asterisk | tts_ui
+variants="hard_sharing smoe_enc smoe_dec smoe_encdec dense_wide gated_moe"
+seeds="1 2 3"           # training seeds (ESPnet --seed); the corpus seed stays run.sh's --seed
+config_dir=conf/tuning  # configs are <config_dir>/train_<variant><config_suffix>.yaml
+config_suffix=_tiny
+run_args=""             # more run.sh options for every call, e.g. "--max_prompts 24"
+train_args=""           # ESPnet training flags for every run, e.g. "--max_epoch 2"
+inference_args=""       # ESPnet inference flags for every run, e.g. "--beam_size 2"
+ngpu=0                  # run.sh --ngpu
+nj=2                    # run.sh --nj
+name=""                 # table name: exp/table_<name> (default: the corpus)
+spread=std              # spread shown in table.md: std (sample std) | range (min-max)
+skip_done=true          # skip runs that already have results.json
+keep_going=true         # on a failed run, go on with the others (the driver still fails at the end)
+publish=false           # also write RESULTS.md's section and results/table_<name>.{json,png}
+
+# The exact command, for the table's header (each argument quoted only when needed).
+quote() {
+    local out="" a
+    for a in "$@"; do
+        if [[ "${a}" =~ ^[A-Za-z0-9_./:=,+-]+$ ]]; then out+=" ${a}"
+        else out+=" '${a//\'/\'\\\'\'}'"; fi
+    done
+    echo "${out# }"
+}
+CMD_LINE=$(quote "$0" "$@")  # before parse_options.sh shifts the arguments away
+
+. ./path.sh
+. local/parse_options.sh "$@"
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (run_table.sh:${BASH_LINENO[0]}) $*"; }
+
+[ -n "${name}" ] || name=${corpus}
+declare table_dir=exp/table_${name}   # (declare: not an option in --help)
+declare prefix=""
+[ "${corpus}" = asterisk ] || prefix="${corpus}_"   # run.sh's tag prefix for other corpora
+eval "extra=(${run_args})"   # --run_args as shell words
+read -r -a variant_list <<< "${variants}"
+read -r -a seed_list <<< "${seeds}"
+[ ${#variant_list[@]} -gt 0 ] && [ ${#seed_list[@]} -gt 0 ] || { echo "$0: no --variants or --seeds" >&2; exit 1; }
+for v in "${variant_list[@]}"; do
+    config=${config_dir}/train_${v}${config_suffix}.yaml
+    [ -f "${config}" ] || { echo "$0: no config ${config} for variant ${v}" >&2; exit 1; }
+done
+mkdir -p "${table_dir}/logs"
+
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+    log "Stage 1: data, tokens and stats for ${corpus} (run.sh stages 1-5)"
+    ./run.sh "${extra[@]}" --stage 1 --stop_stage 5 --corpus "${corpus}" --ngpu "${ngpu}" --nj "${nj}" \
+        --train_config "${config_dir}/train_${variant_list[0]}${config_suffix}.yaml" \
+        2>&1 | tee "${table_dir}/logs/data.log"
+fi
+
+declare -a failed=()
+if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+    for seed in "${seed_list[@]}"; do
+        for v in "${variant_list[@]}"; do
+            tag=${v}_seed${seed}
+            if [ "${skip_done}" = true ] && [ -f "exp/${prefix}${tag}/results.json" ]; then
+                log "Stage 2: exp/${prefix}${tag}/results.json exists; skipped"
+                continue
+            fi
+            log "Stage 2: ${tag}: train, decode, score (run.sh stages 6-8) -> exp/${prefix}${tag}"
+            start=$(date +%s)
+            if ./run.sh "${extra[@]}" --stage 6 --stop_stage 8 --corpus "${corpus}" --ngpu "${ngpu}" \
+                    --nj "${nj}" --train_config "${config_dir}/train_${v}${config_suffix}.yaml" --tag "${tag}" \
+                    --train_args "${train_args} --seed ${seed}" --inference_args "${inference_args}" \
+                    > "${table_dir}/logs/${prefix}${tag}.log" 2>&1; then
+                log "Stage 2: ${tag} done in $(( $(date +%s) - start )) s"
+            else
+                log "Stage 2: ${tag} FAILED; last lines of ${table_dir}/logs/${prefix}${tag}.log:"
+                tail -n 30 "${table_dir}/logs/${prefix}${tag}.log" >&2
+                failed+=("${tag}")
+                [ "${keep_going}" = true ] || exit 1
+            fi
+        done
+    done
+fi
+
+if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+    log "Stage 3: table -> ${table_dir}/table.{md,json,png}"
+    publish_opts=()
+    if [ "${publish}" = true ]; then
+        publish_opts=(--publish_md RESULTS.md --publish_json "results/table_${name}.json"
+                      --publish_png "results/table_${name}.png" --section "table_${name}")
+    fi
+    python local/make_table.py --exp_template "exp/${prefix}{variant}_seed{seed}" \
+        --variants "${variants}" --seeds "${seeds}" --spread "${spread}" --out_dir "${table_dir}" \
+        --title "S-MoE vs baselines: ${corpus}, train_*${config_suffix}.yaml, seeds ${seeds}" \
+        --command "${CMD_LINE}" "${publish_opts[@]}"
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+    log "failed runs: ${failed[*]} (logs in ${table_dir}/logs)"
+    exit 1
+fi
+log "Done: ${table_dir}"

@@ -1,0 +1,271 @@
+"""Tests for local/make_table.py: mean/spread over seeds, step-time ratio, columns,
+missing values, header, chart and the RESULTS.md section."""
+
+import json
+import math
+
+import pytest
+
+import make_table
+
+# ESPnet's per-epoch summary line (trimmed), as written to train.log.
+EPOCH_LINE = (
+    "[vm] 2026-11-24 04:01:24,565 (trainer:392) INFO: {epoch}epoch results: [train] iter_time=0.009, "
+    "forward_time=0.199, loss_ctc=77.478, loss=74.201, backward_time=0.267, optim0_lr0=5.150e-04, "
+    "train_time={t}, time=50 seconds, total_count={count}, [valid] loss_ctc=82.839, "
+    "train_time=9.999, time=2.14 seconds, total_count=10"
+)
+
+# variant -> seed -> scores; two test-set groups (tts_ui_test, test), both bandwidths.
+SCORES = {
+    "hard_sharing": {
+        "1": {"wer": (10.0, 20.0), "bleu": (15.0, 25.0), "chrf": (40.0, 50.0)},
+        "2": {"wer": (12.0, 22.0), "bleu": (17.0, 27.0), "chrf": (42.0, 54.0)},
+    },
+    "smoe_encdec": {
+        "1": {"wer": (8.0, 18.0), "bleu": (18.0, 28.0), "chrf": (45.0, 55.0)},
+        "2": {"wer": (9.0, 17.0), "bleu": (20.0, 30.0), "chrf": (47.0, 57.0)},
+    },
+}
+# variant -> seed -> per-epoch train_time (s/iter)
+STEP_TIMES = {
+    "hard_sharing": {"1": [0.5, 0.7], "2": [0.4, 0.6]},  # means 0.6, 0.5 -> 0.55
+    "smoe_encdec": {"1": [0.6, 0.8], "2": [0.5, 0.7]},  # means 0.7, 0.6 -> 0.65
+}
+PARAMS = {
+    "hard_sharing": {"total_params": 5_000_000, "active_params": 5_000_000},
+    "smoe_encdec": {"total_params": 7_000_000, "active_params": 5_000_000, "expert_params": 4_000_000},
+}
+GROUPS = {"tts_ui_test": 0.0, "test": 5.0}  # the Asterisk test set is 5 points worse
+
+
+def write_run(exp_dir, variant, seed, results=True, model_info=True, train_log=True):
+    exp_dir.mkdir(parents=True)
+    if results:
+        rows = []
+        for group, delta in GROUPS.items():
+            for i, bw in enumerate(("nb", "wb")):
+                s = SCORES[variant][seed]
+                test_set = f"{group}_{bw}"
+                rows.append({"test_set": test_set, "bandwidth": bw, "task": "asr", "num_utts": 7,
+                             "wer": s["wer"][i] + delta, "cer": 1.0})
+                rows.append({"test_set": test_set, "bandwidth": bw, "task": "st_fra", "num_utts": 7,
+                             "bleu": s["bleu"][i] - delta, "chrf": s["chrf"][i] - delta})
+        env = {"hostname": "vm", "cpu": "Test CPU (2 cores)", "gpu": "none", "git_revision": "abc"}
+        (exp_dir / "results.json").write_text(json.dumps({"tag": exp_dir.name, "environment": env,
+                                                          "results": rows}))
+    if model_info:
+        (exp_dir / "model_info.json").write_text(json.dumps(PARAMS[variant]))
+    if train_log:
+        lines = ["# python -m espnet_smoe.bin.s2t_train ...", "some INFO line"]
+        for epoch, t in enumerate(STEP_TIMES[variant][seed], 1):
+            lines.append(EPOCH_LINE.format(epoch=epoch, t=t, count=100 * epoch))
+        (exp_dir / "train.log").write_text("\n".join(lines) + "\n")
+    return exp_dir
+
+
+@pytest.fixture
+def exps(tmp_path):
+    for variant in SCORES:
+        for seed in ("1", "2"):
+            write_run(tmp_path / "exp" / f"tts_ui_{variant}_seed{seed}", variant, seed)
+    return tmp_path
+
+
+def run_table(root, *extra, variants="hard_sharing smoe_encdec", seeds="1 2"):
+    out = root / "exp/table_t"
+    code = make_table.main([
+        "--exp_template", str(root / "exp/tts_ui_{variant}_seed{seed}"), "--variants", variants,
+        "--seeds", seeds, "--out_dir", str(out), "--command", "local/run_table.sh --seeds '1 2'", *extra,
+    ])  # fmt: skip
+    table = json.loads((out / "table.json").read_text()) if code == 0 else None
+    return code, out, table
+
+
+def row(table, variant):
+    return next(r for r in table["rows"] if r["variant"] == variant)
+
+
+def test_mean_and_sample_std_over_seeds(exps):
+    code, _, table = run_table(exps)
+    assert code == 0
+    cell = row(table, "hard_sharing")["cells"]["tts_ui_test.wer_nb"]
+    assert cell["mean"] == pytest.approx(11.0)
+    assert cell["std"] == pytest.approx(math.sqrt(2.0))  # n-1: values 10, 12
+    assert (cell["min"], cell["max"], cell["n"]) == (10.0, 12.0, 2)
+    assert cell["values"] == {"1": 10.0, "2": 12.0}
+    chrf = row(table, "smoe_encdec")["cells"]["test.chrf_wb"]
+    assert chrf["mean"] == pytest.approx(51.0) and chrf["std"] == pytest.approx(math.sqrt(2.0))
+    assert table["spread"]["shown"] == "std"
+
+
+def test_step_time_ratio_to_hard_sharing(exps):
+    _, _, table = run_table(exps, variants="smoe_encdec hard_sharing")  # baseline not first
+    assert table["baseline"] == "hard_sharing"
+    hard, smoe = row(table, "hard_sharing"), row(table, "smoe_encdec")
+    assert hard["step_time"]["mean"] == pytest.approx(0.55)
+    assert smoe["step_time"]["values"] == {"1": pytest.approx(0.7), "2": pytest.approx(0.6)}
+    assert smoe["step_time_ratio"] == pytest.approx(0.65 / 0.55)
+    assert hard["step_time_ratio"] == pytest.approx(1.0)
+    assert [r["variant"] for r in table["rows"]] == ["smoe_encdec", "hard_sharing"]
+    assert smoe["epochs"] == {"1": 2, "2": 2} and smoe["iterations"] == {"1": 200, "2": 200}
+    assert table["training_budget"] == [[2, 200]]
+
+
+def test_every_column_present_in_json_and_markdown(exps):
+    _, out, table = run_table(exps)
+    keys = [c["key"] for c in table["columns"]]
+    expected = [f"{g}.{m}_{bw}" for g in ("tts_ui_test", "test") for m in ("wer", "bleu", "chrf")
+                for bw in ("nb", "wb")]  # fmt: skip
+    assert keys == expected
+    for r in table["rows"]:
+        assert set(r["cells"]) == set(expected)
+        assert r["total_params"] and r["active_params"]
+    md = (out / "table.md").read_text()
+    for label in ("ASR WER NB (%)", "ASR WER WB (%)", "ST BLEU NB", "ST BLEU WB", "ST chrF NB", "ST chrF WB",
+                  "total params", "active params", "step time vs hard sharing"):
+        assert md.count(f"|{label}|") == 2, label  # one table per test-set group
+    assert "### tts_ui test (held-out voices)" in md and "### Asterisk test (real speech)" in md
+    assert "|hard sharing|11.00 ± 1.41|21.00 ± 1.41|" in md
+    assert "|S-MoE enc+dec|" in md and "|7.00M|5.00M|1.18x (0.650 s)|" in md
+    assert "|5.00M|5.00M|1.00x (0.550 s)|" in md
+    assert "sample standard deviation" in md
+    assert "tts_ui_test_nb: 7 utts" in md
+
+
+def test_png_written(exps):
+    _, out, _ = run_table(exps)
+    png = (out / "table.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "![" in (out / "table.md").read_text() and "(table.png)" in (out / "table.md").read_text()
+
+
+def test_header_has_command_machine_and_revision(exps):
+    _, out, table = run_table(exps)
+    head = table["header"]
+    assert head["command"] == "local/run_table.sh --seeds '1 2'"
+    assert head["machine"]["cpu"] and "cores" in head["machine"]["cpu"]
+    assert head["machine"]["gpu"]
+    assert head["git_revision"]
+    assert head["runs_scored_on"][0]["cpu"] == "Test CPU (2 cores)"
+    md = (out / "table.md").read_text()
+    assert "- command: `local/run_table.sh --seeds '1 2'`" in md
+    assert f"- machine: `{head['machine']['cpu']}`; GPU: `{head['machine']['gpu']}`" in md
+    assert f"- git revision: `{head['git_revision']}`" in md
+    assert "scored on `Test CPU (2 cores)`" in md  # the runs' machine differs from this one
+
+
+def test_missing_values_are_dashes_and_warnings(tmp_path):
+    write_run(tmp_path / "exp/tts_ui_hard_sharing_seed1", "hard_sharing", "1")
+    write_run(tmp_path / "exp/tts_ui_hard_sharing_seed2", "hard_sharing", "2", results=False)
+    write_run(tmp_path / "exp/tts_ui_smoe_encdec_seed1", "smoe_encdec", "1", model_info=False, train_log=False)
+    # smoe_encdec seed 2 never ran: no folder at all
+    code, out, table = run_table(tmp_path)
+    assert code == 0
+    hard, smoe = row(table, "hard_sharing"), row(table, "smoe_encdec")
+    cell = hard["cells"]["test.bleu_nb"]
+    assert cell["n"] == 1 and cell["std"] is None and cell["mean"] == pytest.approx(10.0)
+    assert cell["values"] == {"1": 10.0, "2": None}
+    assert hard["runs_with_results"] == 1 and smoe["runs_with_results"] == 1
+    assert hard["step_time"]["mean"] == pytest.approx(0.55)  # seed 2 trained, was not scored
+    assert smoe["total_params"] is None and smoe["step_time"]["mean"] is None
+    assert smoe["step_time_ratio"] is None
+    md = (out / "table.md").read_text()
+    assert "|hard sharing|15.00|" in md  # one seed: no spread
+    assert "|-|-|-|" in md  # smoe: params and step time missing
+    assert "(2 of 4 runs scored)" in md
+    warnings = "\n".join(table["warnings"])
+    assert "tts_ui_hard_sharing_seed2: no results.json" in warnings
+    assert "tts_ui_smoe_encdec_seed1: no model_info.json, train.log epoch lines" in warnings
+    assert "tts_ui_smoe_encdec_seed2: no results.json, model_info.json" in warnings
+
+
+def test_no_results_at_all_still_writes_a_table(tmp_path):
+    code, out, table = run_table(tmp_path)
+    assert code == 0 and table["columns"] == []
+    assert "No scored results found." in (out / "table.md").read_text()
+    assert (out / "table.png").is_file()
+
+
+def test_range_spread(exps):
+    _, out, _ = run_table(exps, "--spread", "range")
+    md = (out / "table.md").read_text()
+    assert "|hard sharing|11.00 (10.00-12.00)|21.00 (20.00-22.00)|" in md
+    assert "mean (min-max) over seeds" in md
+
+
+def test_different_training_budgets_are_flagged(exps):
+    log = exps / "exp/tts_ui_smoe_encdec_seed2/train.log"
+    log.write_text(log.read_text() + EPOCH_LINE.format(epoch=3, t=0.9, count=300) + "\n")
+    _, _, table = run_table(exps)
+    assert any("different numbers of epochs" in w for w in table["warnings"])
+    assert row(table, "smoe_encdec")["step_time"]["values"]["2"] == pytest.approx((0.5 + 0.7 + 0.9) / 3)
+
+
+def test_parse_train_log_keeps_last_line_of_a_repeated_epoch(tmp_path):
+    path = tmp_path / "train.log"
+    path.write_text("\n".join([
+        EPOCH_LINE.format(epoch=1, t=0.5, count=100),
+        EPOCH_LINE.format(epoch=2, t=0.7, count=200),
+        EPOCH_LINE.format(epoch=2, t=0.9, count=200),  # resumed, epoch 2 again
+        "INFO: 3epoch results: [train] iter_time=0.1, time=1 second, total_count=300",  # no train_time
+    ]))  # fmt: skip
+    times, count = make_table.parse_train_log(path)
+    assert times == {1: 0.5, 2: 0.9}  # [valid]'s train_time=9.999 is not taken
+    assert count == 300
+
+
+def test_test_set_filter_and_order(exps):
+    _, _, table = run_table(exps, "--test_sets", "test_wb test_nb")
+    assert [c["key"] for c in table["columns"]][:2] == ["test.wer_nb", "test.wer_wb"]
+    assert {c["group"] for c in table["columns"]} == {"test"}
+
+
+def test_publish_replaces_the_marked_section(exps, tmp_path):
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text("# RESULTS\n\nmain run numbers\n")
+    publish = ["--publish_md", str(results_md), "--publish_json", str(tmp_path / "results/table_t.json"),
+               "--publish_png", str(tmp_path / "results/table_t.png"), "--section", "table_t"]
+    assert run_table(exps, *publish)[0] == 0
+    first = results_md.read_text()
+    assert first.startswith("# RESULTS\n\nmain run numbers\n\n<!-- table:table_t begin -->\n## ")
+    assert first.rstrip().endswith("<!-- table:table_t end -->")
+    assert "(results/table_t.png)" in first
+    assert json.loads((tmp_path / "results/table_t.json").read_text())["rows"]
+    assert (tmp_path / "results/table_t.png").read_bytes()[:4] == b"\x89PNG"
+    results_md.write_text(first + "\n## later section\n")
+    assert run_table(exps, *publish, "--spread", "range")[0] == 0
+    second = results_md.read_text()
+    assert second.count("<!-- table:table_t begin -->") == 1
+    assert "11.00 (10.00-12.00)" in second and "11.00 ± 1.41" not in second
+    assert second.startswith("# RESULTS\n\nmain run numbers\n") and second.endswith("## later section\n")
+
+
+def test_replace_section_without_end_marker_fails():
+    with pytest.raises(make_table.TableError):
+        make_table.replace_section("<!-- table:x begin -->\nold\n", "x", "new")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--baseline", "gated_moe"], "not among --variants"),
+        (["--names", "only one"], "--names for 2 --variants"),
+        (["--metrics", "bleu", "meteor"], "unknown metric"),
+    ],
+)
+def test_bad_options(exps, capsys, extra, message):
+    code, _, _ = run_table(exps, *extra)
+    assert code == 1 and message in capsys.readouterr().err
+
+
+def test_template_needs_both_fields(tmp_path, capsys):
+    code = make_table.main(["--exp_template", "exp/{variant}", "--variants", "a", "--seeds", "1",
+                            "--out_dir", str(tmp_path / "o")])  # fmt: skip
+    assert code == 1 and "{seed}" in capsys.readouterr().err
+
+
+def test_malformed_results_json(exps, capsys):
+    (exps / "exp/tts_ui_smoe_encdec_seed1/results.json").write_text("{not json")
+    code, _, _ = run_table(exps)
+    assert code == 1 and "invalid JSON" in capsys.readouterr().err

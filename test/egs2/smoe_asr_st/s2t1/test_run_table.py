@@ -1,0 +1,176 @@
+"""local/run_table.sh end to end on a slice of the real corpus: two variants, one seed.
+
+The recipe runs in a scratch copy made of links to the checkout, as in test_run_sh.py
+(data, exp, RESULTS.md and results/ land in tmp; downloads come from the shared cache).
+The default run uses the Asterisk corpus: about 3.5 minutes on 2 cores (the data and the
+two runs; decoding, one ESPnet start per test set and task, is most of it). The tts_ui
+corpus decodes six test sets instead of two (12 to 18 minutes on 2 cores), so it runs only
+with `./tools/test.sh -m slow`; its sources and voices come from the same downloads cache.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[4]
+RECIPE = REPO / "egs2/smoe_asr_st/s2t1"
+VARIANTS = ("hard_sharing", "smoe_encdec")
+METRICS = ("wer", "bleu", "chrf")
+# A 1-epoch model never ends its hypotheses: cap them at 0.3 x the encoder frames. With
+# --nj 1 each of the 4 decoding runs (test set x task) per model imports ESPnet once.
+INFERENCE_ARGS = "--beam_size 2 --maxlenratio 0.3"
+# 12-18 min on 2 cores: deselected by default (pytest.ini), run with `-m slow`.
+TTS_UI = pytest.mark.slow
+
+
+def scratch_recipe(root: Path) -> Path:
+    recipe = root / "egs2/smoe_asr_st/s2t1"
+    recipe.mkdir(parents=True)
+    for name in ("run.sh", "path.sh", "cmd.sh", "db.sh", "conf", "local"):
+        (recipe / name).symlink_to(RECIPE / name)
+    for name in (".venv", "tools"):
+        (root / name).symlink_to(REPO / name)
+    cache = Path(os.environ.get("SMOE_TEST_DOWNLOADS", Path.home() / ".cache/espnet_smoe/asterisk_downloads"))
+    cache.mkdir(parents=True, exist_ok=True)
+    (recipe / "downloads").symlink_to(cache)  # the .debs are fetched once per machine
+    return recipe
+
+
+def driver(recipe: Path, *args: str, log_name: str = "run_table.log") -> tuple[int, str]:
+    log = recipe / log_name
+    with open(log, "w") as f:
+        proc = subprocess.run(["local/run_table.sh", *args], cwd=recipe, stdout=f, stderr=subprocess.STDOUT)
+    return proc.returncode, log.read_text()
+
+
+def tiny_table(tmp_path_factory, corpus: str, run_args: str) -> tuple[Path, str]:
+    recipe = scratch_recipe(tmp_path_factory.mktemp(f"table_{corpus}"))
+    code, text = driver(
+        recipe, "--corpus", corpus, "--variants", " ".join(VARIANTS), "--seeds", "1", "--nj", "1",
+        "--run_args", run_args, "--train_args", "--max_epoch 1", "--inference_args", INFERENCE_ARGS,
+    )  # fmt: skip
+    assert code == 0, text[-5000:]
+    return recipe, text
+
+
+@pytest.fixture(scope="module")
+def asterisk_run(tmp_path_factory):
+    return tiny_table(tmp_path_factory, "asterisk", "--max_prompts 24")
+
+
+@pytest.fixture(scope="module")
+def tts_ui_run(tmp_path_factory):
+    return tiny_table(tmp_path_factory, "tts_ui", "--max_prompts 24 --tts_ui_sizes '40 10 10'")
+
+
+def check_table(table_dir: Path, groups: list[str], prefix: str) -> dict:
+    """Every column has a value for both variants; header and outputs are there."""
+    table = json.loads((table_dir / "table.json").read_text())
+    assert [r["variant"] for r in table["rows"]] == list(VARIANTS)
+    keys = [c["key"] for c in table["columns"]]
+    assert keys == [f"{g}.{m}_{bw}" for g in groups for m in METRICS for bw in ("nb", "wb")]
+    for row in table["rows"]:
+        assert row["runs_with_results"] == 1
+        assert row["exp_dirs"] == {"1": f"exp/{prefix}{row['variant']}_seed1"}
+        for key in keys:
+            cell = row["cells"][key]
+            assert cell["n"] == 1 and cell["mean"] is not None and cell["std"] is None, key
+        assert row["total_params"] >= row["active_params"] > 0
+        assert row["step_time"]["mean"] > 0 and row["step_time_ratio"] > 0
+        assert row["epochs"] == {"1": 1}
+    hard, smoe = table["rows"]
+    assert hard["step_time_ratio"] == pytest.approx(1.0)
+    assert hard["total_params"] == hard["active_params"] == smoe["active_params"]
+    assert smoe["total_params"] > smoe["active_params"]
+    assert table["warnings"] == []
+    head = table["header"]
+    assert head["command"].startswith("local/run_table.sh --") and "--seeds 1" in head["command"]
+    assert "cores" in head["machine"]["cpu"] and head["machine"]["gpu"] and head["git_revision"]
+    md = (table_dir / "table.md").read_text()
+    assert f"- command: `{head['command']}`" in md
+    assert f"- git revision: `{head['git_revision']}`" in md
+    assert "|hard sharing|" in md and "|S-MoE enc+dec|" in md and "1.00x" in md
+    assert (table_dir / "table.png").read_bytes()[:4] == b"\x89PNG"
+    return table
+
+
+def test_asterisk_table_has_every_column(asterisk_run):
+    recipe, text = asterisk_run
+    check_table(recipe / "exp/table_asterisk", ["test"], "")
+    assert "Stage 1: data, tokens and stats" in text and "hard_sharing_seed1 done" in text
+    for variant in VARIANTS:
+        config = (recipe / f"exp/{variant}_seed1/config.yaml").read_text()
+        assert "\nseed: 1\n" in config and "\nmax_epoch: 1\n" in config  # the driver's seed wins
+        assert (recipe / f"exp/table_asterisk/logs/{variant}_seed1.log").is_file()
+
+
+def test_finished_runs_are_skipped(asterisk_run):
+    recipe, _ = asterisk_run
+    code, text = driver(recipe, "--corpus", "asterisk", "--variants", " ".join(VARIANTS), "--seeds", "1",
+                        "--stage", "2", "--stop_stage", "2", log_name="skip.log")  # fmt: skip
+    assert code == 0, text
+    assert text.count("results.json exists; skipped") == 2
+
+
+def test_publish_writes_results_section_and_copies(asterisk_run):
+    recipe, _ = asterisk_run
+    (recipe / "RESULTS.md").write_text("# RESULTS\n\nmain run\n")
+    args = ["--corpus", "asterisk", "--variants", " ".join(VARIANTS), "--seeds", "1", "--stage", "3",
+            "--name", "ci", "--publish", "true"]  # fmt: skip
+    for _ in range(2):  # the second run replaces the section
+        code, text = driver(recipe, *args, log_name="publish.log")
+        assert code == 0, text
+    md = (recipe / "RESULTS.md").read_text()
+    assert md.startswith("# RESULTS\n\nmain run\n")
+    assert md.count("<!-- table:table_ci begin -->") == 1 and md.count("<!-- table:table_ci end -->") == 1
+    assert "(results/table_ci.png)" in md and "--publish true" in md
+    published = json.loads((recipe / "results/table_ci.json").read_text())
+    assert published == json.loads((recipe / "exp/table_ci/table.json").read_text())
+    assert (recipe / "results/table_ci.png").stat().st_size > 10_000
+
+
+def test_tts_ui_run_names_are_found(asterisk_run):
+    """Stage 3 with --corpus tts_ui reads exp/tts_ui_<variant>_seed<seed> (run.sh's prefix)."""
+    recipe, _ = asterisk_run
+    for variant in VARIANTS:
+        shutil.copytree(recipe / f"exp/{variant}_seed1", recipe / f"exp/tts_ui_{variant}_seed1",
+                        ignore=shutil.ignore_patterns("*.pth", "decode_*", "tensorboard", "images"))
+    code, text = driver(recipe, "--variants", " ".join(VARIANTS), "--seeds", "1", "--stage", "3",
+                        log_name="tts_ui_stage3.log")  # fmt: skip
+    assert code == 0, text
+    check_table(recipe / "exp/table_tts_ui", ["test"], "tts_ui_")
+
+
+def test_failed_run_is_reported_and_the_table_still_written(asterisk_run):
+    recipe, _ = asterisk_run
+    # seed 7 of hard_sharing fails in stage 6: its stats file is gone from this copy
+    stats = recipe / "exp/stats_asterisk_bpe300"
+    hidden = recipe / "exp/stats_hidden"
+    stats.rename(hidden)
+    try:
+        code, text = driver(recipe, "--corpus", "asterisk", "--variants", "hard_sharing", "--seeds", "1 7",
+                            "--stage", "2", "--name", "fail", log_name="fail.log")  # fmt: skip
+    finally:
+        hidden.rename(stats)
+    assert code == 1
+    assert "hard_sharing_seed7 FAILED" in text and "failed runs: hard_sharing_seed7" in text
+    table = json.loads((recipe / "exp/table_fail/table.json").read_text())
+    assert table["rows"][0]["runs_with_results"] == 1
+    assert any("hard_sharing_seed7: no results.json" in w for w in table["warnings"])
+
+
+def test_unknown_variant_fails_early(tmp_path):
+    recipe = scratch_recipe(tmp_path)
+    code, text = driver(recipe, "--variants", "hard_sharing nope", "--seeds", "1")
+    assert code == 1 and "no config conf/tuning/train_nope_tiny.yaml" in text
+    assert not (recipe / "data").exists()
+
+
+@TTS_UI
+def test_tts_ui_table_has_every_column(tts_ui_run):
+    recipe, _ = tts_ui_run
+    check_table(recipe / "exp/table_tts_ui", ["tts_ui_test", "ddtp_test", "test"], "tts_ui_")
