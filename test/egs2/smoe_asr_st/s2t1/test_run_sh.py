@@ -5,28 +5,15 @@ exp and downloads land in tmp), from the Asterisk download to packed.zip.
 """
 
 import json
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[4]
-RECIPE = REPO / "egs2/smoe_asr_st/s2t1"
-
 
 @pytest.fixture(scope="module")
-def recipe_run(tmp_path_factory):
+def recipe_run(tmp_path_factory, scratch_recipe):
     root = tmp_path_factory.mktemp("recipe")
-    recipe = root / "egs2/smoe_asr_st/s2t1"
-    recipe.mkdir(parents=True)
-    for name in ("run.sh", "path.sh", "cmd.sh", "db.sh", "conf", "local"):
-        (recipe / name).symlink_to(RECIPE / name)
-    for name in (".venv", "tools"):
-        (root / name).symlink_to(REPO / name)
-    cache = Path(os.environ.get("SMOE_TEST_DOWNLOADS", Path.home() / ".cache/espnet_smoe/asterisk_downloads"))
-    cache.mkdir(parents=True, exist_ok=True)
-    (recipe / "downloads").symlink_to(cache)  # the .debs are fetched once per machine
+    recipe = scratch_recipe(root)
     log = root / "run.log"
     with open(log, "w") as f:
         proc = subprocess.run(

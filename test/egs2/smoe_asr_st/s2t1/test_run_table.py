@@ -9,15 +9,12 @@ with `./tools/test.sh -m slow`; its sources and voices come from the same downlo
 """
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[4]
-RECIPE = REPO / "egs2/smoe_asr_st/s2t1"
 VARIANTS = ("hard_sharing", "smoe_encdec")
 METRICS = ("wer", "bleu", "chrf")
 # A 1-epoch model never ends its hypotheses: cap them at 0.3 x the encoder frames. With
@@ -27,19 +24,6 @@ INFERENCE_ARGS = "--beam_size 2 --maxlenratio 0.3"
 TTS_UI = pytest.mark.slow
 
 
-def scratch_recipe(root: Path) -> Path:
-    recipe = root / "egs2/smoe_asr_st/s2t1"
-    recipe.mkdir(parents=True)
-    for name in ("run.sh", "path.sh", "cmd.sh", "db.sh", "conf", "local"):
-        (recipe / name).symlink_to(RECIPE / name)
-    for name in (".venv", "tools"):
-        (root / name).symlink_to(REPO / name)
-    cache = Path(os.environ.get("SMOE_TEST_DOWNLOADS", Path.home() / ".cache/espnet_smoe/asterisk_downloads"))
-    cache.mkdir(parents=True, exist_ok=True)
-    (recipe / "downloads").symlink_to(cache)  # the .debs are fetched once per machine
-    return recipe
-
-
 def driver(recipe: Path, *args: str, log_name: str = "run_table.log") -> tuple[int, str]:
     log = recipe / log_name
     with open(log, "w") as f:
@@ -47,7 +31,7 @@ def driver(recipe: Path, *args: str, log_name: str = "run_table.log") -> tuple[i
     return proc.returncode, log.read_text()
 
 
-def tiny_table(tmp_path_factory, corpus: str, run_args: str) -> tuple[Path, str]:
+def tiny_table(tmp_path_factory, scratch_recipe, corpus: str, run_args: str) -> tuple[Path, str]:
     recipe = scratch_recipe(tmp_path_factory.mktemp(f"table_{corpus}"))
     code, text = driver(
         recipe, "--corpus", corpus, "--variants", " ".join(VARIANTS), "--seeds", "1", "--nj", "1",
@@ -58,13 +42,13 @@ def tiny_table(tmp_path_factory, corpus: str, run_args: str) -> tuple[Path, str]
 
 
 @pytest.fixture(scope="module")
-def asterisk_run(tmp_path_factory):
-    return tiny_table(tmp_path_factory, "asterisk", "--max_prompts 24")
+def asterisk_run(tmp_path_factory, scratch_recipe):
+    return tiny_table(tmp_path_factory, scratch_recipe, "asterisk", "--max_prompts 24")
 
 
 @pytest.fixture(scope="module")
-def tts_ui_run(tmp_path_factory):
-    return tiny_table(tmp_path_factory, "tts_ui", "--max_prompts 24 --tts_ui_sizes '40 10 10'")
+def tts_ui_run(tmp_path_factory, scratch_recipe):
+    return tiny_table(tmp_path_factory, scratch_recipe, "tts_ui", "--max_prompts 24 --tts_ui_sizes '40 10 10'")
 
 
 def check_table(table_dir: Path, groups: list[str], prefix: str) -> dict:
@@ -163,7 +147,7 @@ def test_failed_run_is_reported_and_the_table_still_written(asterisk_run):
     assert any("hard_sharing_seed7: no results.json" in w for w in table["warnings"])
 
 
-def test_unknown_variant_fails_early(tmp_path):
+def test_unknown_variant_fails_early(tmp_path, scratch_recipe):
     recipe = scratch_recipe(tmp_path)
     code, text = driver(recipe, "--variants", "hard_sharing nope", "--seeds", "1")
     assert code == 1 and "no config conf/tuning/train_nope_tiny.yaml" in text
