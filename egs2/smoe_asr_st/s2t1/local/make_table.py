@@ -13,13 +13,15 @@ Every run folder (``--exp_template`` with ``{variant}`` and ``{seed}``) may hold
 - ``model_info.json`` from espnet_smoe.bin.model_info (total/active parameters),
 - ``train.log`` from ESPnet, whose ``<N>epoch results: [train] ... train_time=X``
   lines give the training step time (X: seconds per iteration, mean over the
-  epoch's iterations).
+  epoch's iterations) and whose ``[valid] ... acc=Y`` parts give the dev-set
+  token accuracy (teacher forced), the checkpoint-selection criterion.
 
 Rows are variants. Test sets are grouped by name without their ``_nb``/``_wb``
 suffix (``tts_ui_test_nb`` and ``tts_ui_test_wb`` are the NB and WB columns of
 ``tts_ui_test``); per test set the columns are ASR WER and ST BLEU/chrF on each
-bandwidth, then total and active parameters and the step time relative to the
-baseline (hard sharing). A cell is the mean over the seeds that have the value,
+bandwidth, then the best dev accuracy over epochs, total and active parameters
+and the step time relative to the baseline (hard sharing). The dev accuracy
+still separates variants when a small budget leaves every WER near 100 %. A cell is the mean over the seeds that have the value,
 with its spread: the sample standard deviation (n-1) or the min-max range
 (``--spread``); table.json holds both, the count and every seed's value.
 A missing file leaves '-' in its cells and a line under "Warnings".
@@ -79,6 +81,12 @@ STEP_TIME_NOTE = (
 )
 
 EPOCH_LINE = re.compile(r"(\d+)epoch results: \[train\] (.*?)(?:, \[valid\]|$)")
+VALID_PART = re.compile(r"(\d+)epoch results: .*?\[valid\] (.*?)(?:, \[\w+\]|$)")
+VALID_ACC = re.compile(r"(?:^|, )acc=([0-9.eE+-]+)")
+VALID_ACC_NOTE = (
+    "dev-set token accuracy of the attention decoder (teacher forced, %), best epoch: "
+    "ESPnet's `[valid] acc` in train.log, the checkpoint-selection criterion"
+)
 TRAIN_TIME = re.compile(r"(?:^|, )train_time=([0-9.eE+-]+)")
 TOTAL_COUNT = re.compile(r"(?:^|, )total_count=(\d+)")
 
@@ -99,6 +107,12 @@ class Run:
     step_times: dict[int, float] = field(default_factory=dict)  # epoch -> s/iter
     iterations: int | None = None  # cumulative [train] total_count at the last epoch
     environment: dict | None = None  # results.json "environment"
+    valid_accs: dict[int, float] = field(default_factory=dict)  # epoch -> dev acc (0-1)
+
+    @property
+    def best_valid_acc(self) -> float | None:
+        """Best dev accuracy over the logged epochs, in %."""
+        return 100.0 * max(self.valid_accs.values()) if self.valid_accs else None
 
     @property
     def step_time(self) -> float | None:
@@ -163,6 +177,25 @@ def parse_train_log(path: Path) -> tuple[dict[int, float], int | None]:
     return times, count
 
 
+def parse_valid_accs(path: Path) -> dict[int, float]:
+    """Per-epoch dev-set accuracy (0-1) from the ``[valid]`` part of a train.log.
+
+    Args:
+        path: ESPnet's train.log.
+
+    Returns:
+        {epoch: acc}; a resumed run that logged an epoch twice keeps the last line.
+    """
+    accs: dict[int, float] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = VALID_PART.search(line)
+        if match:
+            acc = VALID_ACC.search(match.group(2))
+            if acc:
+                accs[int(match.group(1))] = float(acc.group(1))
+    return accs
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -186,6 +219,7 @@ def load_run(variant: str, seed: str, exp_dir: Path) -> Run:
     log_path = exp_dir / "train.log"
     if log_path.is_file():
         run.step_times, run.iterations = parse_train_log(log_path)
+        run.valid_accs = parse_valid_accs(log_path)
     return run
 
 
@@ -305,6 +339,7 @@ def build_table(
                 warnings.append(f"{names[variant]}: {key} differs between seeds ({sorted(found)})")
             params[key] = min(found) if found else None
         step = {r.seed: r.step_time for r in variant_runs}
+        valid_acc = {r.seed: r.best_valid_acc for r in variant_runs}
         rows.append(
             {
                 "variant": variant,
@@ -314,6 +349,7 @@ def build_table(
                 "cells": cells,
                 **params,
                 "step_time": {**stats(list(step.values())), "values": step},
+                "valid_acc": {**stats(list(valid_acc.values())), "values": valid_acc},
                 "epochs": {r.seed: r.epochs for r in variant_runs},
                 "iterations": {r.seed: r.iterations for r in variant_runs},
             }
@@ -426,6 +462,7 @@ def table_markdown(table: dict, title: str, spread: str, image: str | None) -> s
         f"- seeds: {' '.join(table['seeds'])} ({found} of {n_runs} runs scored); "
         f"cells: {SPREADS[spread]}; '-': no result",
         f"- step time: {STEP_TIME_NOTE} (**{base_name}**); in brackets: seconds per iteration",
+        f"- dev acc: {VALID_ACC_NOTE}",
         "- active params: the parameters one utterance uses (one expert per MoE layer)",
     ]
     budget = table["training_budget"]
@@ -447,13 +484,14 @@ def table_markdown(table: dict, title: str, spread: str, image: str | None) -> s
         )
         cols = [c for c in table["columns"] if c["group"] == group]
         header = ["variant"] + [c["label"] for c in cols]
-        header += ["total params", "active params", f"step time vs {base_name}"]
+        header += ["dev acc (%)", "total params", "active params", f"step time vs {base_name}"]
         lines += ["", f"### {sets[0]['name']}", "", f"Test sets: {sizes}.", ""]
         lines.append("|" + "|".join(header) + "|")
         lines.append("|---|" + "---:|" * (len(header) - 1))
         for row in table["rows"]:
             cells = [row["name"]] + [fmt_cell(row["cells"][c["key"]], spread) for c in cols]
-            cells += [fmt_params(row["total_params"]), fmt_params(row["active_params"]), fmt_step(row)]
+            cells += [fmt_cell(row["valid_acc"], spread), fmt_params(row["total_params"]),
+                      fmt_params(row["active_params"]), fmt_step(row)]
             lines.append("|" + "|".join(cells) + "|")
     if not groups:
         lines += ["", "No scored results found."]
@@ -527,9 +565,16 @@ def plot(table: dict, path: Path, title: str, spread: str) -> None:
     cost[1].axhline(1.0, color="grey", linewidth=0.8)
     cost[1].margins(y=0.15)
     cost[1].set_title("training step time vs baseline", fontsize=9)
-    for ax in cost[:2]:
+    if ncols > 2:
+        accs = [math.nan if r["valid_acc"]["mean"] is None else r["valid_acc"]["mean"] for r in rows]
+        acc_errs = list(zip(*[err(r["valid_acc"]) for r in rows])) or [[], []]
+        bars = cost[2].bar(xs, accs, 0.6, yerr=acc_errs, capsize=2)
+        cost[2].bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
+        cost[2].margins(y=0.15)
+        cost[2].set_title("dev accuracy (%), best epoch, higher is better", fontsize=9)
+    for ax in cost[:3]:
         ax.set_xticks(list(xs), labels, rotation=30, ha="right", fontsize=7)
-    for ax in cost[2:]:
+    for ax in cost[3:]:
         ax.axis("off")
     if groups:
         axes[0][0].legend(fontsize=6)
@@ -633,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         "header": header_info(runs, command),
         "spread": {"shown": args.spread, "definitions": SPREADS},
         "step_time": STEP_TIME_NOTE,
+        "valid_acc": VALID_ACC_NOTE,
         "units": {"wer": "%", "bleu": "sacrebleu BLEU, 0-100", "chrf": "sacrebleu chrF, 0-100",
                   "step_time": "seconds per training iteration", "params": "count"},
         **table,

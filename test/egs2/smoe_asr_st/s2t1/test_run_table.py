@@ -66,6 +66,7 @@ def check_table(table_dir: Path, groups: list[str], prefix: str) -> dict:
         assert row["total_params"] >= row["active_params"] > 0
         assert row["step_time"]["mean"] > 0 and row["step_time_ratio"] > 0
         assert row["epochs"] == {"1": 1}
+        assert 0.0 <= row["valid_acc"]["mean"] <= 100.0 and row["valid_acc"]["n"] == 1
     hard, smoe = table["rows"]
     assert hard["step_time_ratio"] == pytest.approx(1.0)
     assert hard["total_params"] == hard["active_params"] == smoe["active_params"]

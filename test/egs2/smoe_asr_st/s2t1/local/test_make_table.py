@@ -11,8 +11,8 @@ import make_table
 # ESPnet's per-epoch summary line (trimmed), as written to train.log.
 EPOCH_LINE = (
     "[vm] 2026-11-24 04:01:24,565 (trainer:392) INFO: {epoch}epoch results: [train] iter_time=0.009, "
-    "forward_time=0.199, loss_ctc=77.478, loss=74.201, backward_time=0.267, optim0_lr0=5.150e-04, "
-    "train_time={t}, time=50 seconds, total_count={count}, [valid] loss_ctc=82.839, "
+    "forward_time=0.199, loss_ctc=77.478, acc=0.999, loss=74.201, backward_time=0.267, optim0_lr0=5.150e-04, "
+    "train_time={t}, time=50 seconds, total_count={count}, [valid] loss_ctc=82.839, acc={acc}, "
     "train_time=9.999, time=2.14 seconds, total_count=10"
 )
 
@@ -31,6 +31,11 @@ SCORES = {
 STEP_TIMES = {
     "hard_sharing": {"1": [0.5, 0.7], "2": [0.4, 0.6]},  # means 0.6, 0.5 -> 0.55
     "smoe_encdec": {"1": [0.6, 0.8], "2": [0.5, 0.7]},  # means 0.7, 0.6 -> 0.65
+}
+# variant -> seed -> per-epoch [valid] acc; the best epoch counts (not the last)
+VALID_ACCS = {
+    "hard_sharing": {"1": [0.30, 0.40], "2": [0.35, 0.30]},  # best 40, 35 -> 37.5 %
+    "smoe_encdec": {"1": [0.42, 0.45], "2": [0.47, 0.40]},  # best 45, 47 -> 46 %
 }
 PARAMS = {
     "hard_sharing": {"total_params": 5_000_000, "active_params": 5_000_000},
@@ -58,8 +63,8 @@ def write_run(exp_dir, variant, seed, results=True, model_info=True, train_log=T
         (exp_dir / "model_info.json").write_text(json.dumps(PARAMS[variant]))
     if train_log:
         lines = ["# python -m espnet_smoe.bin.s2t_train ...", "some INFO line"]
-        for epoch, t in enumerate(STEP_TIMES[variant][seed], 1):
-            lines.append(EPOCH_LINE.format(epoch=epoch, t=t, count=100 * epoch))
+        for epoch, (t, acc) in enumerate(zip(STEP_TIMES[variant][seed], VALID_ACCS[variant][seed]), 1):
+            lines.append(EPOCH_LINE.format(epoch=epoch, t=t, acc=acc, count=100 * epoch))
         (exp_dir / "train.log").write_text("\n".join(lines) + "\n")
     return exp_dir
 
@@ -112,6 +117,27 @@ def test_step_time_ratio_to_hard_sharing(exps):
     assert table["training_budget"] == [[2, 200]]
 
 
+def test_best_dev_accuracy_over_epochs_then_mean_over_seeds(exps):
+    _, out, table = run_table(exps)
+    hard, smoe = row(table, "hard_sharing"), row(table, "smoe_encdec")
+    assert hard["valid_acc"]["values"] == {"1": pytest.approx(40.0), "2": pytest.approx(35.0)}
+    assert hard["valid_acc"]["mean"] == pytest.approx(37.5)
+    assert smoe["valid_acc"]["mean"] == pytest.approx(46.0)
+    assert smoe["valid_acc"]["std"] == pytest.approx(math.sqrt(2.0))
+    md = (out / "table.md").read_text()
+    assert "|dev acc (%)|" in md and "|37.50 ± 3.54|5.00M|5.00M|1.00x (0.550 s)|" in md
+
+
+def test_parse_valid_accs_ignores_the_train_accuracy(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("\n".join([
+        EPOCH_LINE.format(epoch=1, t=0.5, acc=0.25, count=100),
+        "INFO: 2epoch results: [train] acc=0.9, train_time=0.5, total_count=200",  # no [valid]
+        EPOCH_LINE.format(epoch=1, t=0.5, acc=0.3, count=100),  # resumed: the last line wins
+    ]) + "\n")  # fmt: skip
+    assert make_table.parse_valid_accs(log) == {1: 0.3}
+
+
 def test_every_column_present_in_json_and_markdown(exps):
     _, out, table = run_table(exps)
     keys = [c["key"] for c in table["columns"]]
@@ -123,11 +149,11 @@ def test_every_column_present_in_json_and_markdown(exps):
         assert r["total_params"] and r["active_params"]
     md = (out / "table.md").read_text()
     for label in ("ASR WER NB (%)", "ASR WER WB (%)", "ST BLEU NB", "ST BLEU WB", "ST chrF NB", "ST chrF WB",
-                  "total params", "active params", "step time vs hard sharing"):
+                  "dev acc (%)", "total params", "active params", "step time vs hard sharing"):
         assert md.count(f"|{label}|") == 2, label  # one table per test-set group
     assert "### tts_ui test (held-out voices)" in md and "### Asterisk test (real speech)" in md
     assert "|hard sharing|11.00 ± 1.41|21.00 ± 1.41|" in md
-    assert "|S-MoE enc+dec|" in md and "|7.00M|5.00M|1.18x (0.650 s)|" in md
+    assert "|S-MoE enc+dec|" in md and "|46.00 ± 1.41|7.00M|5.00M|1.18x (0.650 s)|" in md
     assert "|5.00M|5.00M|1.00x (0.550 s)|" in md
     assert "sample standard deviation" in md
     assert "tts_ui_test_nb: 7 utts" in md
@@ -196,7 +222,7 @@ def test_range_spread(exps):
 
 def test_different_training_budgets_are_flagged(exps):
     log = exps / "exp/tts_ui_smoe_encdec_seed2/train.log"
-    log.write_text(log.read_text() + EPOCH_LINE.format(epoch=3, t=0.9, count=300) + "\n")
+    log.write_text(log.read_text() + EPOCH_LINE.format(epoch=3, t=0.9, acc=0.5, count=300) + "\n")
     _, _, table = run_table(exps)
     assert any("different numbers of epochs" in w for w in table["warnings"])
     assert row(table, "smoe_encdec")["step_time"]["values"]["2"] == pytest.approx((0.5 + 0.7 + 0.9) / 3)
@@ -205,9 +231,9 @@ def test_different_training_budgets_are_flagged(exps):
 def test_parse_train_log_keeps_last_line_of_a_repeated_epoch(tmp_path):
     path = tmp_path / "train.log"
     path.write_text("\n".join([
-        EPOCH_LINE.format(epoch=1, t=0.5, count=100),
-        EPOCH_LINE.format(epoch=2, t=0.7, count=200),
-        EPOCH_LINE.format(epoch=2, t=0.9, count=200),  # resumed, epoch 2 again
+        EPOCH_LINE.format(epoch=1, t=0.5, acc=0.1, count=100),
+        EPOCH_LINE.format(epoch=2, t=0.7, acc=0.2, count=200),
+        EPOCH_LINE.format(epoch=2, t=0.9, acc=0.2, count=200),  # resumed, epoch 2 again
         "INFO: 3epoch results: [train] iter_time=0.1, time=1 second, total_count=300",  # no train_time
     ]))  # fmt: skip
     times, count = make_table.parse_train_log(path)
