@@ -388,8 +388,8 @@ def build_table(
     }
 
 
-def header_info(runs: list[Run], command: str) -> dict:
-    """Command, machine and revision of this table and of the runs' scoring."""
+def header_info(runs: list[Run], command: str, note: str | None = None) -> dict:
+    """Command, machine, revision and note of this table and of the runs' scoring."""
     env = environment_info()
     scored = {}
     for run in runs:
@@ -399,6 +399,7 @@ def header_info(runs: list[Run], command: str) -> dict:
             scored.setdefault(key, []).append(str(run.exp_dir))
     return {
         "command": command,
+        "note": note,
         "date": env["date"],
         "machine": {"hostname": env["hostname"], "cpu": env["cpu"], "gpu": env["gpu"]},
         "git_revision": env["git_revision"],
@@ -457,6 +458,7 @@ def table_markdown(table: dict, title: str, spread: str, image: str | None) -> s
         f"- command: {_code(head['command'])}",
         f"- machine: {_code(machine['cpu'])}; GPU: {_code(machine['gpu'])}; host {_code(machine['hostname'])}",
         f"- git revision: {_code(head['git_revision'])}",
+        *([f"- note: {head['note']}"] if head.get("note") else []),
         f"- date: {head['date']}; software: "
         + ", ".join(f"{k} {v}" for k, v in head["software"].items()),
         f"- seeds: {' '.join(table['seeds'])} ({found} of {n_runs} runs scored); "
@@ -628,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out_dir", type=Path, required=True)
     parser.add_argument("--title", default=None, help="default: from the out_dir name")
     parser.add_argument("--command", default=None, help="command to record (default: this one)")
+    parser.add_argument("--note", default=None,
+                        help="what the reader must know about this run, e.g. its reduced size (in the header)")
     parser.add_argument("--publish_md", type=Path, help="RESULTS.md to put the table into (a marked section)")
     parser.add_argument("--publish_json", type=Path, help="copy of table.json")
     parser.add_argument("--publish_png", type=Path, help="copy of table.png (linked from --publish_md)")
@@ -675,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     title = args.title or f"Comparison table: {args.out_dir.name.removeprefix('table_')}"
     table = {
         "title": title,
-        "header": header_info(runs, command),
+        "header": header_info(runs, command, args.note or None),
         "spread": {"shown": args.spread, "definitions": SPREADS},
         "step_time": STEP_TIME_NOTE,
         "valid_acc": VALID_ACC_NOTE,

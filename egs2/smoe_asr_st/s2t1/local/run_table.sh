@@ -41,6 +41,7 @@ spread=std              # spread shown in table.md: std (sample std) | range (mi
 skip_done=true          # skip runs that already have results.json
 keep_going=true         # on a failed run, go on with the others (the driver still fails at the end)
 publish=false           # also write RESULTS.md's section and results/table_<name>.{json,png}
+note=""                 # a line for the table's header, e.g. "CPU-sized: 1 seed, 4 epochs"
 
 # The exact command, for the table's header (each argument quoted only when needed).
 quote() {
@@ -115,7 +116,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     python local/make_table.py --exp_template "exp/${prefix}{variant}_seed{seed}" \
         --variants "${variants}" --seeds "${seeds}" --spread "${spread}" --out_dir "${table_dir}" \
         --title "S-MoE vs baselines: ${corpus}, train_*${config_suffix}.yaml, seeds ${seeds}" \
-        --command "${CMD_LINE}" "${publish_opts[@]}"
+        --command "${CMD_LINE}" --note "${note}" "${publish_opts[@]}"
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

@@ -179,6 +179,13 @@ def test_header_has_command_machine_and_revision(exps):
     assert f"- machine: `{head['machine']['cpu']}`; GPU: `{head['machine']['gpu']}`" in md
     assert f"- git revision: `{head['git_revision']}`" in md
     assert "scored on `Test CPU (2 cores)`" in md  # the runs' machine differs from this one
+    assert head["note"] is None and "- note:" not in md
+
+
+def test_note_in_header(exps):
+    _, out, table = run_table(exps, "--note", "CPU-sized: 1 seed, 4 epochs")
+    assert table["header"]["note"] == "CPU-sized: 1 seed, 4 epochs"
+    assert "- note: CPU-sized: 1 seed, 4 epochs\n" in (out / "table.md").read_text()
 
 
 def test_missing_values_are_dashes_and_warnings(tmp_path):
