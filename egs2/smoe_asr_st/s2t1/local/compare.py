@@ -46,6 +46,11 @@ class Metric:
     unit: str
     lower_is_better: bool
 
+    def column_label(self, bandwidth: str) -> str:
+        """``ASR WER NB (%)``: the label of this metric's column on one bandwidth."""
+        unit = f" ({self.unit})" if self.unit else ""
+        return f"{self.label} {bandwidth.upper()}{unit}"
+
 
 # Adding a column family (e.g. chrF) is a matter of naming it in --metrics.
 METRICS = {
@@ -86,8 +91,7 @@ class Column:
 
     @property
     def label(self) -> str:
-        unit = f" ({self.metric.unit})" if self.metric.unit else ""
-        return f"{self.metric.label} {self.bandwidth.upper()}{unit}"
+        return self.metric.column_label(self.bandwidth)
 
 
 def read_variants_file(path: Path) -> list[tuple[str, Path]]:
@@ -284,10 +288,9 @@ def _fmt_number(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _fmt_params(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 1e6:.2f}M"
+def fmt_params(value) -> str:
+    """Parameter count in millions (``5.07M``); '-' when unknown."""
+    return "-" if value is None else f"{value / 1e6:.2f}M"
 
 
 def _fmt_change(value: float | None) -> str:
@@ -310,7 +313,7 @@ def table_markdown(table: dict) -> str:
     for i, row in enumerate(table["variants"]):
         cells = [row["name"]]
         cells += [_fmt_number(row["values"][c["key"]]) for c in table["columns"]]
-        cells += [_fmt_params(row["total_params"]), _fmt_params(row["active_params"])]
+        cells += [fmt_params(row["total_params"]), fmt_params(row["active_params"])]
         cells.append("baseline" if i == 0 else _fmt_change(row["rel_wer_change"]))
         lines.append("|" + "|".join(cells) + "|")
     lines += [

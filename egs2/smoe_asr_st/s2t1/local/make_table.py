@@ -52,7 +52,7 @@ _LOCAL = str(Path(__file__).resolve().parent)
 if _LOCAL not in sys.path:
     sys.path.insert(0, _LOCAL)
 
-from compare import METRICS, Metric  # noqa: E402
+from compare import BANDWIDTH_ORDER, METRICS, Metric, fmt_params  # noqa: E402
 from score import environment_info  # noqa: E402
 
 # Display names of the recipe's variants (conf/tuning/train_<variant>_tiny.yaml).
@@ -70,7 +70,6 @@ TEST_SET_NAMES = {
     "ddtp_test": "DDTP test (tts_ui, out of domain)",
     "test": "Asterisk test (real speech)",
 }
-BANDWIDTH_ORDER = ("nb", "wb")
 SPREADS = {
     "std": "mean ± sample standard deviation over seeds (n-1; none for one seed)",
     "range": "mean (min-max) over seeds",
@@ -140,8 +139,7 @@ class Column:
 
     @property
     def label(self) -> str:
-        unit = f" ({self.metric.unit})" if self.metric.unit else ""
-        return f"{self.metric.label} {self.bandwidth.upper()}{unit}"
+        return self.metric.column_label(self.bandwidth)
 
 
 def split_words(items: list[str] | None) -> list[str]:
@@ -424,10 +422,6 @@ def fmt_cell(cell: dict, spread: str, digits: int = 2) -> str:
     elif spread == "range" and cell["n"] > 1:
         text += f" ({cell['min']:.{digits}f}-{cell['max']:.{digits}f})"
     return text
-
-
-def fmt_params(value) -> str:
-    return "-" if value is None else f"{value / 1e6:.2f}M"
 
 
 def fmt_step(row: dict) -> str:
