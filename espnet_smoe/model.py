@@ -8,7 +8,6 @@ from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 from typeguard import typechecked
 
-from espnet_smoe.gated_moe import GatedMoEFeedForward
 from espnet_smoe.routing import GuidedExperts, RoutingError
 
 
@@ -44,13 +43,15 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
       when the model is built (unknown tokens fail here, not mid-training);
     * errors that name the utterance when a row cannot be routed;
     * ``mask_guiding_targets``: no attention loss on the task token;
-    * the load-balancing loss of learned-gate MoE baselines (``gated_moe.py``).
+    * the auxiliary loss of any submodule that exposes one as ``aux_loss``
+      (e.g. the load balancing of a learned-gate MoE baseline): reset before
+      each forward, summed after it over the blocks that ran.
 
     Args:
         mask_guiding_targets: Exclude the decoder's guiding tokens from the
             attention loss (default True; see the decoder's leak note).
-        moe_aux_loss_weight: Weight of the summed balancing losses of
-            ``GatedMoEFeedForward`` blocks (unused without them).
+        moe_aux_loss_weight: Weight of the summed ``aux_loss`` of the
+            submodules that have one (unused without them).
         **kwargs: Everything ``ESPnetS2TModel`` takes.
     """
 
@@ -86,7 +87,7 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
         # True speech lengths for batched decoding of unpadded models.
         self._lengths: Optional[torch.Tensor] = None
         self.moe_aux_loss_weight = moe_aux_loss_weight
-        self._gated_blocks = [m for m in self.modules() if isinstance(m, GatedMoEFeedForward)]
+        self._aux_loss_blocks = [m for m in self.modules() if hasattr(m, "aux_loss")]
 
     @property
     def routes_encoder(self) -> bool:
@@ -145,6 +146,8 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
                 f"{sorted(self.encoder.routing)}: add utt2bw to the data, e.g. "
                 "--train_data_path_and_name_and_type dump/raw/train/utt2bw,bandwidth,text"
             )
+        for block in self._aux_loss_blocks:
+            block.aux_loss = None  # a block that does not run must not count
         try:
             with self.bandwidth_scope(bandwidth):
                 loss, stats, weight = super().forward(
@@ -162,8 +165,9 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
             raise RoutingError(
                 f"utterances {_names(utt_ids, e.rows)}: {e}", e.rows
             ) from e
-        if self._gated_blocks:
-            aux = torch.stack([b.aux_loss for b in self._gated_blocks]).sum()
+        aux_losses = [b.aux_loss for b in self._aux_loss_blocks if b.aux_loss is not None]
+        if aux_losses:
+            aux = torch.stack([a.float() for a in aux_losses]).sum()
             loss = loss + self.moe_aux_loss_weight * aux
             stats["loss_moe_aux"] = aux.detach()
             stats["loss"] = loss.detach()

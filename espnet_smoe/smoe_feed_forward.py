@@ -143,14 +143,19 @@ class SMoEFeedForward(torch.nn.Module):
         # Each expert gathers its rows and writes its output straight into
         # place: one copy in, one copy out, no re-ordering pass.
         order = torch.argsort(expert, stable=True)
-        out = x.new_empty(x.shape)
+        out: Optional[torch.Tensor] = None
         start = 0
         for e, count in enumerate(counts):
             if count == 0:
                 continue
             rows = order[start : start + count]
             start += count
-            out.index_copy_(0, rows, self._expert_forward(x.index_select(0, rows), e))
+            y = self._expert_forward(x.index_select(0, rows), e)
+            if out is None:
+                # Allocated from the first expert's output, not from x: under
+                # autocast the experts compute in bf16/fp16 while x may be fp32.
+                out = y.new_empty(x.shape[:-1] + y.shape[-1:])
+            out.index_copy_(0, rows, y)
         return out
 
     def _expert_forward(self, x: torch.Tensor, e: int) -> torch.Tensor:
