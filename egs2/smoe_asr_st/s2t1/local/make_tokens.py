@@ -8,11 +8,19 @@ removed, de-duplicated (each sentence occurs once per bandwidth and task there).
 ``--vocab_size N`` counts the LEARNED pieces only.  The special symbols are
 user_defined_symbols on top of them (they must be single pieces for ESPnet):
 guiding tokens ``<asr> <st_fra> <nb> <wb>``, then ``<na> <notimestamps> <eng>``
-and the 1501 contiguous timestamps ``<0.00> .. <30.00>`` (step 0.02).  So
-sentencepiece is trained with ``vocab_size = N + 3 + 1508`` (``<unk> <s> </s>``
-included) and ``hard_vocab_limit=false``: on a corpus too small for N pieces
-it learns fewer (logged) instead of failing.  N is raised (logged) to the number
-of distinct characters when it is below it (each character needs a piece).
+and the timestamp range's two ends ``<0.00> <30.00>``.  So sentencepiece is
+trained with ``vocab_size = N + 3 + 9`` (``<unk> <s> </s>`` included) and
+``hard_vocab_limit=false``: on a corpus too small for N pieces it learns fewer
+(logged) instead of failing.  N is raised (logged) to the number of distinct
+characters when it is below it (each character needs a piece).
+
+Why only two timestamps: the recipe's text is untimed (``<notimestamps>``),
+and ESPnet S2T only needs the range ``first_time_symbol..last_time_symbol`` to
+be contiguous ids (its preprocessor and beam search mask that range).  OWSM's
+1501 ``<0.00>..<30.00>`` tokens would make 83 % of a 300-piece list tokens no
+text uses, yet the output layer, softmax, label smoothing and CTC pay for
+them on every frame and token (measured: 19 % of a tiny model's step time,
+bench/bench_train_speed.py).  ``--timestamps all`` writes the full OWSM range.
 
 Token list (``tokens.txt``, the order ESPnet S2T recipes use): ``<blank>``,
 ``<unk>``, the sentencepiece pieces without its first three (``<unk> <s> </s>``),
@@ -49,13 +57,18 @@ PREFIX_RE = re.compile(r"^(?:<[^<>\s]+>)+\s*")
 SPACE = "\u2581"
 
 
-def timestamp_tokens(last: float = 30.0, step: float = 0.02) -> List[str]:
+def timestamp_tokens(which: str = "ends", last: float = 30.0, step: float = 0.02) -> List[str]:
+    """``ends``: ``<0.00> <30.00>`` (enough for untimed text); ``all``: OWSM's full range."""
+    if which == "ends":
+        return [f"<{0:.2f}>", f"<{last:.2f}>"]
+    if which != "all":
+        raise ValueError(f"timestamps must be 'ends' or 'all', got {which!r}")
     n = int(round(last / step))
     return [f"<{i * step:.2f}>" for i in range(n + 1)]
 
 
-def user_symbols() -> List[str]:
-    return GUIDING_TOKENS + S2T_TOKENS + timestamp_tokens()
+def user_symbols(timestamps: str = "ends") -> List[str]:
+    return GUIDING_TOKENS + S2T_TOKENS + timestamp_tokens(timestamps)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -65,6 +78,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", default=None, type=Path, help="default data/token_list/bpe_unigram<N>")
     p.add_argument("--character_coverage", default=1.0, type=float)
     p.add_argument("--seed", default=777, type=int)
+    p.add_argument("--timestamps", default="ends", choices=["ends", "all"],
+                   help="timestamp tokens: the range's two ends (untimed text) or all 1501 (OWSM)")
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -91,7 +106,7 @@ def build_token_list(sp: spm.SentencePieceProcessor) -> List[str]:
     return ["<blank>", "<unk>"] + pieces[SPM_RESERVED:] + TAIL_TOKENS
 
 
-def check_token_list(tokens: List[str], sp: spm.SentencePieceProcessor) -> None:
+def check_token_list(tokens: List[str], sp: spm.SentencePieceProcessor, timestamps: str = "ends") -> None:
     if len(set(tokens)) != len(tokens):
         dup = sorted({t for t in tokens if tokens.count(t) > 1})
         raise AssertionError(f"duplicate tokens: {dup[:10]}")
@@ -99,11 +114,11 @@ def check_token_list(tokens: List[str], sp: spm.SentencePieceProcessor) -> None:
     for tok in ["<blank>", "<unk>", "<sos>", "<eos>", "<sop>"] + S2T_TOKENS + GUIDING_TOKENS:
         if tok not in index:
             raise AssertionError(f"token list lacks {tok}")
-    stamps = timestamp_tokens()
+    stamps = timestamp_tokens(timestamps)
     first = index[stamps[0]]
     if [index.get(t) for t in stamps] != list(range(first, first + len(stamps))):
         raise AssertionError("timestamp tokens are not contiguous")
-    for tok in user_symbols():
+    for tok in user_symbols(timestamps):
         if sp.encode_as_pieces(f"{tok}") != [SPACE, tok] and sp.encode_as_pieces(f"{tok}") != [tok]:
             raise AssertionError(f"{tok} is not a single piece: {sp.encode_as_pieces(tok)}")
     if SPACE not in index:
@@ -130,7 +145,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = out_dir / "train_text.txt"
     corpus.write_text("\n".join(sentences) + "\n", encoding="utf-8")
-    symbols = user_symbols()
+    symbols = user_symbols(args.timestamps)
     # every character needs its own piece (character_coverage 1.0 on a tiny corpus)
     n_chars = len(set("".join(sentences).replace(" ", SPACE)) | {SPACE})
     learned_target = args.vocab_size
@@ -159,7 +174,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if learned < learned_target:
         logging.warning("corpus too small for %d pieces: learned %d", learned_target, learned)
     tokens = build_token_list(sp)
-    check_token_list(tokens, sp)
+    check_token_list(tokens, sp, args.timestamps)
     tmp = out_dir / "tokens.txt.tmp"
     tmp.write_text("\n".join(tokens) + "\n", encoding="utf-8")
     shutil.move(tmp, out_dir / "tokens.txt")

@@ -40,13 +40,24 @@ def test_token_list_order(tokens_dir):
     assert tokens[-3:] == ["<sos>", "<eos>", "<sop>"]
     assert tokens[2:-3] == [sp.id_to_piece(i) for i in range(3, sp.get_piece_size())]
     assert tokens[2:9] == ["<asr>", "<st_fra>", "<nb>", "<wb>", "<na>", "<notimestamps>", "<eng>"]
-    assert tokens[9] == "<0.00>" and tokens[9 + 1500] == "<30.00>" and tokens[9 + 750] == "<15.00>"
+    assert tokens[9:11] == ["<0.00>", "<30.00>"]  # the untimed recipe needs only the range's ends
+    assert not any(t.startswith("<1") for t in tokens)
     assert len(tokens) == len(set(tokens))
     # --vocab_size 40 is below the corpus' distinct characters: raised to that count
     corpus = (tokens_dir / "train_text.txt").read_text(encoding="utf-8").splitlines()
     n_chars = len(set("".join(corpus).replace(" ", "\u2581")) | {"\u2581"})
     assert n_chars > 40
-    assert len(tokens) == 2 + 7 + 1501 + n_chars + 3
+    assert len(tokens) == 2 + 7 + 2 + n_chars + 3
+
+
+def test_all_timestamps_on_request(pipeline, tmp_path):
+    out = tmp_path / "owsm"
+    assert make_tokens.main(["--train_dir", str(pipeline["data"] / "train"), "--vocab_size", "40",
+                             "--out_dir", str(out), "--timestamps", "all"]) == 0
+    tokens = (out / "tokens.txt").read_text(encoding="utf-8").splitlines()
+    assert tokens[9] == "<0.00>" and tokens[9 + 750] == "<15.00>" and tokens[9 + 1500] == "<30.00>"
+    sp = spm.SentencePieceProcessor(model_file=str(out / "bpe.model"))
+    assert "<0.02>" in sp.encode_as_pieces("a<0.02>b")
 
 
 def test_first_piece_is_the_lone_space(tokens_dir):
@@ -56,7 +67,7 @@ def test_first_piece_is_the_lone_space(tokens_dir):
     assert sp.encode_as_pieces("<eng><st_fra><notimestamps> merci")[:4] == ["\u2581", "<eng>", "<st_fra>",
                                                                            "<notimestamps>"]
     assert sp.encode_as_pieces("<nb>") == ["\u2581", "<nb>"]
-    assert "<0.02>" in sp.encode_as_pieces("a<0.02>b")
+    assert "<30.00>" in sp.encode_as_pieces("a<30.00>b")
 
 
 def test_check_token_list_can_fail(tokens_dir):
@@ -64,8 +75,8 @@ def test_check_token_list_can_fail(tokens_dir):
     tokens = make_tokens.build_token_list(sp)
     make_tokens.check_token_list(tokens, sp)
     swapped = list(tokens)
-    i = swapped.index("<1.00>")
-    swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
+    i = swapped.index("<0.00>")
+    swapped[i + 1], swapped[i + 2] = swapped[i + 2], swapped[i + 1]  # <30.00> no longer next to <0.00>
     with pytest.raises(AssertionError, match="contiguous"):
         make_tokens.check_token_list(swapped, sp)
     with pytest.raises(AssertionError, match="lacks <sop>"):
@@ -77,4 +88,4 @@ def test_vocab_larger_than_corpus_is_soft(pipeline, tmp_path):
     assert make_tokens.main(["--train_dir", str(pipeline["data"] / "train"), "--vocab_size", "5000",
                              "--out_dir", str(out)]) == 0
     tokens = (out / "tokens.txt").read_text(encoding="utf-8").splitlines()
-    assert 2 + 1508 < len(tokens) - 3 < 2 + 1508 + 5000
+    assert 2 + 9 < len(tokens) - 3 < 2 + 9 + 5000
