@@ -135,3 +135,16 @@ def test_python_api_equals_cli(experiment, decode):
         assert s2t(speech, task_sym="<asr>", bandwidth="<wb>")[0][1] is not None
     with pytest.raises(ValueError, match="give bandwidth_sym"):
         s2t(speech, task_sym="<asr>")
+
+
+def test_task_runs_split_outputs_and_keep_ctc_to_its_tasks():
+    from espnet_smoe.bin.s2t_inference import get_parser, task_runs
+
+    assert task_runs("out", ["asr"], ["asr"], 0.3) == [("asr", "out", 0.3)]
+    assert task_runs("out", ["<asr>", "st_fra"], ["asr"], 0.3) == [("asr", "out/asr", 0.3), ("st_fra", "out/st_fra", 0.0)]
+    assert task_runs("out", ["st_fra"], ["asr", "st_fra"], 0.5) == [("st_fra", "out", 0.5)]
+    with pytest.raises(ValueError, match="twice"):
+        task_runs("out", ["asr", "<asr>"], ["asr"], 0.3)
+    args = get_parser().parse_args(["--output_dir", "o", "--data_path_and_name_and_type", "a,speech,sound",
+                                    "--task_sym", "asr", "st_fra"])
+    assert args.task_sym == ["asr", "st_fra"] and args.ctc_tasks == ["asr"]

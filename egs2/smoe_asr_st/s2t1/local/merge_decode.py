@@ -5,10 +5,14 @@ Usage::
 
     python3 local/merge_decode.py --nj N --dir DIR
 
+    python3 local/merge_decode.py --nj N --dir DIR --task st_fra --out_dir OUT
+
 reads the keys of ``DIR/keys.{1..N}.scp`` (from local/split_keys.py) and
-concatenates ``DIR/output.J/1best_recog/<file>`` for ``<file>`` in text,
-text_nospecial, token, token_int and score into ``DIR/1best_recog/<file>``,
-sorted by key. A file written by no job is skipped (e.g. ``text`` when the
+concatenates ``DIR/output.J/[<task>/]1best_recog/<file>`` for ``<file>`` in text,
+text_nospecial, token, token_int and score into ``OUT/1best_recog/<file>``
+(``OUT`` defaults to ``DIR``), sorted by key. ``--task``: the jobs decoded
+several tasks (``s2t_inference --task_sym asr st_fra`` writes one sub-folder
+per task); merge this task's. A file written by no job is skipped (e.g. ``text`` when the
 model has no tokenizer); one written by only some jobs is an error. Each merged
 file must hold exactly the decoded keys, otherwise the missing or unexpected
 keys are named.
@@ -59,13 +63,15 @@ def read_job_lines(path: Path) -> dict[str, str]:
     return lines
 
 
-def merge(out_dir: Path, nj: int, files: list[str]) -> list[str]:
-    """Merges the job outputs into ``out_dir/1best_recog``.
+def merge(out_dir: Path, nj: int, files: list[str], task: str = "", target_dir: Path | None = None) -> list[str]:
+    """Merges the job outputs into ``target_dir/1best_recog``.
 
     Args:
         out_dir: The decoding folder holding keys.J.scp and output.J.
         nj: Number of jobs.
         files: Names of the 1best_recog files to merge.
+        task: Sub-folder of each output.J holding this task's results ("": none).
+        target_dir: Where the merged 1best_recog goes (default: ``out_dir``).
 
     Returns:
         The names of the files merged.
@@ -85,7 +91,7 @@ def merge(out_dir: Path, nj: int, files: list[str]) -> list[str]:
     merged = []
     for name in files:
         paths = [
-            out_dir / f"output.{j}" / "1best_recog" / name for j in range(1, nj + 1)
+            out_dir / f"output.{j}" / task / "1best_recog" / name for j in range(1, nj + 1)
         ]
         present = [p for p in paths if p.is_file()]
         if not present:
@@ -94,7 +100,7 @@ def merge(out_dir: Path, nj: int, files: list[str]) -> list[str]:
             missing = [str(p) for p in paths if not p.is_file()]
             raise MergeError(
                 f"{name} is missing from {len(missing)} of {nj} jobs: "
-                f"{', '.join(missing)} (did those jobs fail? see {out_dir}/log)"
+                f"{', '.join(missing)} (did those jobs fail? see {out_dir}/logs)"
             )
         lines: dict[str, str] = {}
         for path in paths:
@@ -118,16 +124,16 @@ def merge(out_dir: Path, nj: int, files: list[str]) -> list[str]:
                     f"{len(extra_keys)} key(s) not in keys.*.scp: "
                     f"{_name_keys(set(extra_keys))}"
                 )
-            where = f"{out_dir}/output.*/1best_recog/{name}"
+            where = f"{out_dir}/output.*/{task + '/' if task else ''}1best_recog/{name}"
             raise MergeError(f"{where}: " + "; ".join(problems))
-        target = out_dir / "1best_recog" / name
+        target = (target_dir or out_dir) / "1best_recog" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         text = "".join(lines[key] + "\n" for key in sorted(lines))
         target.write_text(text, encoding="utf-8")
         merged.append(name)
     if not merged:
         raise MergeError(
-            f"none of {', '.join(files)} found under {out_dir}/output.*/1best_recog"
+            f"none of {', '.join(files)} found under {out_dir}/output.*/{task + '/' if task else ''}1best_recog"
         )
     return merged
 
@@ -140,17 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--files", nargs="+", default=list(DEFAULT_FILES), help="1best_recog files"
     )
+    parser.add_argument("--task", default="", help="task sub-folder of each job's output")
+    parser.add_argument("--out_dir", type=Path, default=None, help="default: --dir")
     args = parser.parse_args(argv)
     if args.nj < 1:
         parser.error(f"--nj must be >= 1, got {args.nj}")
     try:
-        merged = merge(args.dir, args.nj, args.files)
+        merged = merge(args.dir, args.nj, args.files, args.task, args.out_dir)
     except (OSError, MergeError) as err:
         print(f"merge_decode.py: error: {err}", file=sys.stderr)
         return 1
     print(
         f"merge_decode.py: merged {', '.join(merged)} of {args.nj} jobs "
-        f"into {args.dir}/1best_recog",
+        f"into {args.out_dir or args.dir}/1best_recog",
         file=sys.stderr,
     )
     return 0
