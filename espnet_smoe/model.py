@@ -43,6 +43,10 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
       when the model is built (unknown tokens fail here, not mid-training);
     * errors that name the utterance when a row cannot be routed;
     * ``mask_guiding_targets``: no attention loss on the task token;
+    * ``share_encoder_passes``: in training, rows of a batch with the same
+      audio and bandwidth (the ASR and the ST sample of one recording, which
+      length-sorted batching puts side by side) are encoded once and the
+      output is used for each of them;
     * the auxiliary loss of any submodule that exposes one as ``aux_loss``
       (e.g. the load balancing of a learned-gate MoE baseline): reset before
       each forward, summed after it over the blocks that ran.
@@ -52,6 +56,10 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
             attention loss (default True; see the decoder's leak note).
         moe_aux_loss_weight: Weight of the summed ``aux_loss`` of the
             submodules that have one (unused without them).
+        share_encoder_passes: Encode identical rows once in training
+            (default True). The losses and gradients are those of encoding
+            each row, except that the copies share one SpecAugment and
+            dropout draw and batch-norm statistics count each recording once.
         **kwargs: Everything ``ESPnetS2TModel`` takes.
     """
 
@@ -64,6 +72,7 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
         decoder: Optional[torch.nn.Module],
         mask_guiding_targets: bool = True,
         moe_aux_loss_weight: float = 0.01,
+        share_encoder_passes: bool = True,
         **kwargs,
     ):
         super().__init__(
@@ -87,6 +96,7 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
         # True speech lengths for batched decoding of unpadded models.
         self._lengths: Optional[torch.Tensor] = None
         self.moe_aux_loss_weight = moe_aux_loss_weight
+        self.share_encoder_passes = share_encoder_passes
         self._aux_loss_blocks = [m for m in self.modules() if hasattr(m, "aux_loss")]
 
     @property
@@ -203,10 +213,56 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
                 raise ValueError(
                     f"{bandwidth.size(0)} bandwidth tokens for {speech.size(0)} utterances"
                 )
-            self.encoder.route(self.encoder.experts_for_tokens(bandwidth.to(speech.device)))
+            bandwidth = bandwidth.to(speech.device)
         if self._lengths is not None:
             speech_lengths = self._lengths.to(speech_lengths).clamp(max=speech.size(1))
-        return super().encode(speech, speech_lengths)
+        shared = None
+        if self.training and self.share_encoder_passes and not getattr(self.encoder, "interctc_layer_idx", None):
+            shared = shared_rows(speech, speech_lengths, bandwidth)
+        if shared is not None:
+            unique, inverse = shared
+            speech_lengths = speech_lengths[unique]
+            speech = speech[unique, : int(speech_lengths.max())]  # (Unique, Samples')
+            bandwidth = bandwidth[unique] if bandwidth is not None else None
+        if self.routes_encoder:
+            self.encoder.route(self.encoder.experts_for_tokens(bandwidth))
+        encoder_out, encoder_out_lens = super().encode(speech, speech_lengths)
+        if shared is None:
+            return encoder_out, encoder_out_lens
+        return encoder_out.index_select(0, inverse), encoder_out_lens.index_select(0, inverse)
+
+
+def shared_rows(
+    speech: torch.Tensor, lengths: torch.Tensor, bandwidth: Optional[torch.Tensor] = None
+) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """Rows of a batch that hold the same audio (and bandwidth token) as an earlier row.
+
+    Args:
+        speech: (Batch, Samples) padded waveforms.
+        lengths: (Batch,) true lengths.
+        bandwidth: (Batch,) bandwidth token ids, or None.
+
+    Returns:
+        None when every row is different, else ``(unique, inverse)``:
+        ``unique`` (Unique,) the first row of each distinct audio, and
+        ``inverse`` (Batch,) the position in ``unique`` of each row's audio.
+    """
+    lens = lengths.tolist()
+    bws = bandwidth.tolist() if bandwidth is not None else [None] * len(lens)
+    unique: List[int] = []
+    inverse: List[int] = []
+    for row, n in enumerate(lens):
+        for pos, first in enumerate(unique):
+            if lens[first] == n and bws[first] == bws[row] and torch.equal(speech[first, :n], speech[row, :n]):
+                inverse.append(pos)
+                break
+        else:
+            unique.append(row)
+            inverse.append(len(unique) - 1)
+    if len(unique) == len(lens):
+        return None
+    device = speech.device
+    return torch.tensor(unique, device=device), torch.tensor(inverse, device=device)
 
 
 def _names(utt_ids: Optional[Sequence[str]], rows) -> List[str]:

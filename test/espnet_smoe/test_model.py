@@ -17,10 +17,13 @@ ENC = dict(output_size=16, attention_heads=2, linear_units=24, num_blocks=1, inp
 DEC = dict(attention_heads=2, linear_units=24, num_blocks=1, dropout_rate=0.0)
 
 
-def build(token_list, encoder="smoe", decoder="smoe", model_cls=ESPnetSMoES2TModel, **model_kw):
+def build(token_list, encoder="smoe", decoder="smoe", model_cls=ESPnetSMoES2TModel, enc_kw=None, dec_kw=None,
+          **model_kw):
     v = len(token_list)
-    enc = SMoEConformerEncoder(20, **ENC) if encoder == "smoe" else ConformerEncoder(20, **ENC)
-    dec = SMoETransformerDecoder(v, 16, **DEC) if decoder == "smoe" else TransformerDecoder(v, 16, **DEC)
+    enc_conf = {**ENC, **(enc_kw or {})}
+    enc = SMoEConformerEncoder(20, **enc_conf) if encoder == "smoe" else ConformerEncoder(20, **enc_conf)
+    dec_conf = {**DEC, **(dec_kw or {})}
+    dec = SMoETransformerDecoder(v, 16, **dec_conf) if decoder == "smoe" else TransformerDecoder(v, 16, **dec_conf)
     return model_cls(vocab_size=v, token_list=token_list, frontend=None, specaug=None, normalize=None,
                      preencoder=None, encoder=enc, postencoder=None, decoder=dec,
                      ctc=CTC(v, 16), ctc_weight=0.3, **model_kw)
@@ -115,3 +118,42 @@ def test_checkpoint_verification_names_missing_experts(token_list):
     dense = build(token_list, encoder="dense", decoder="dense").state_dict()
     with pytest.raises(RuntimeError, match="dense_to_smoe_state_dict"):
         verify_smoe_state_dict(model, dense, "dense.pth")
+
+
+def test_shared_encoder_passes_give_the_same_loss_and_gradients(token_list):
+    """The ASR and ST rows of one recording are encoded once, with identical results."""
+    from espnet_smoe.model import shared_rows
+
+    torch.manual_seed(3)
+    # dropout 0, no SpecAugment, no batch norm (its batch statistics count each distinct
+    # recording once when shared): training is deterministic and row-independent
+    kw = dict(enc_kw={"use_cnn_module": False, "positional_dropout_rate": 0.0},
+              dec_kw={"positional_dropout_rate": 0.0})
+    shared = build(token_list, **kw).train()
+    separate = build(token_list, share_encoder_passes=False, **kw).train()
+    separate.load_state_dict(shared.state_dict())
+    b = batch(token_list, tasks=("<asr>", "<st_fra>", "<asr>", "<st_fra>"), bws=("<nb>", "<nb>", "<wb>", "<wb>"))
+    audio = torch.randn(2, 40, 20)
+    b["speech"] = audio.repeat_interleave(2, dim=0)  # rows 0,1: recording A (nb); rows 2,3: B (wb)
+    b["speech_lengths"] = torch.tensor([40, 40, 33, 33])
+    seen = []
+    shared.encoder.register_forward_pre_hook(lambda m, args: seen.append(args[0].size(0)))
+    loss_shared = shared(**b)[0]
+    loss_separate = separate(**b)[0]
+    assert seen == [2]  # two encoder rows for four samples
+    torch.testing.assert_close(loss_shared, loss_separate)
+    loss_shared.backward()
+    loss_separate.backward()
+    grads = dict(separate.named_parameters())
+    for name, p in shared.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name].grad, msg=name)
+    # same audio but another bandwidth token is another encoder input
+    speech = torch.zeros(3, 10)
+    lengths = torch.tensor([10, 10, 8])
+    assert shared_rows(speech, lengths, torch.tensor([5, 6, 5])) is None
+    unique, inverse = shared_rows(speech, lengths, torch.tensor([5, 5, 5]))
+    assert unique.tolist() == [0, 2] and inverse.tolist() == [0, 0, 1]
+    shared.eval()
+    seen.clear()
+    shared(**b)
+    assert seen == [4]  # inference-time batches are never merged
