@@ -10,6 +10,10 @@ file, in the order of the scp; chunk sizes differ by at most one. ``nj`` is
 capped at the number of keys, and the effective value is the only thing
 printed on stdout so that run.sh can use it for ``JOB=1:${nj}``. The files keep
 the full scp lines: ESPnet's ``--key_file`` only reads the first column.
+
+``--sort_by_duration``: each chunk lists its keys from the shortest audio to
+the longest (a wav.scp of plain paths), so the batched beam search of a job
+decodes utterances of similar length together instead of padding short ones.
 """
 
 from __future__ import annotations
@@ -70,6 +74,20 @@ def split_contiguous(items: list[str], nj: int) -> list[list[str]]:
     return chunks
 
 
+def by_duration(lines: list[str]) -> list[str]:
+    """The wav.scp lines ordered by audio duration (ties: original order)."""
+    import soundfile
+
+    def seconds(line: str) -> float:
+        path = line.split(maxsplit=1)[1].strip()
+        try:
+            return soundfile.info(path).duration
+        except RuntimeError as err:
+            raise ValueError(f"cannot read the audio of {line.split()[0]} ({path}): {err}") from err
+
+    return sorted(lines, key=seconds)
+
+
 def remove_stale(out_dir: Path, nj: int) -> None:
     """Deletes keys.J.scp with J > nj left by an earlier run with more jobs."""
     for path in out_dir.glob("keys.*.scp"):
@@ -84,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scp", type=Path, required=True, help="input scp")
     parser.add_argument("--nj", type=int, required=True, help="requested jobs")
     parser.add_argument("--out_dir", type=Path, required=True, help="output folder")
+    parser.add_argument("--sort_by_duration", action="store_true", help="shortest first in each chunk")
     args = parser.parse_args(argv)
 
     if args.nj < 1:
@@ -103,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(args.out_dir, nj)
     for j, chunk in enumerate(split_contiguous(lines, nj), 1):
+        if args.sort_by_duration:
+            try:
+                chunk = by_duration(chunk)
+            except ValueError as err:
+                print(f"split_keys.py: error: {args.scp}: {err}", file=sys.stderr)
+                return 1
         text = "\n".join(chunk) + "\n"
         (args.out_dir / f"keys.{j}.scp").write_text(text, encoding="utf-8")
     print(nj)

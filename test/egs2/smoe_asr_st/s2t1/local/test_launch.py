@@ -305,6 +305,23 @@ def test_split_keys_contiguous_and_complete(tmp_path):
     assert sum(parts, []) == (tmp_path / "wav.scp").read_text().splitlines()
 
 
+def test_split_keys_sorts_each_chunk_by_duration(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    seconds = {"a": 0.5, "b": 0.2, "c": 0.3, "d": 0.9, "e": 0.1}
+    for key, sec in seconds.items():
+        sf.write(tmp_path / f"{key}.wav", np.zeros(int(8000 * sec), dtype=np.float32), 8000)
+    (tmp_path / "wav.scp").write_text("".join(f"{k} {tmp_path / k}.wav\n" for k in seconds))
+    proc = run_tool(SPLIT_KEYS, ["--scp", "wav.scp", "--nj", "2", "--out_dir", "d", "--sort_by_duration"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    parts = [[line.split()[0] for line in (tmp_path / f"d/keys.{j}.scp").read_text().splitlines()] for j in (1, 2)]
+    assert parts == [["b", "c", "a"], ["e", "d"]]  # same chunks as unsorted, shortest first
+    (tmp_path / "wav.scp").write_text("x /no/such.wav\n")
+    proc = run_tool(SPLIT_KEYS, ["--scp", "wav.scp", "--nj", "1", "--out_dir", "d", "--sort_by_duration"], tmp_path)
+    assert proc.returncode == 1 and "cannot read the audio of x (/no/such.wav)" in proc.stderr
+
+
 def test_split_keys_caps_nj_and_removes_stale_files(tmp_path):
     write_scp(tmp_path / "wav.scp", ["a", "b"])
     (tmp_path / "d").mkdir()
