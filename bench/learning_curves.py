@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Learning curves per wall-clock minute, read from ESPnet's saved reporter.
+
+ESPnet's trainer keeps every epoch's statistics in ``<exp>/checkpoint.pth``
+(``reporter.stats[epoch]["train"|"valid"][key]``, with the epoch's duration
+under ``time``). This plots a valid statistic of several runs against the
+training wall-clock time (train + valid time summed over epochs), so runs of
+different step cost compare by what a CPU-minute buys.
+
+    python bench/learning_curves.py --run before=exp/a --run after=exp/b \\
+        --keys acc cer_ctc --out bench/results/curves   # -> curves.json, curves.png
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def seconds(value) -> float:
+    """ESPnet stores durations as ``{"__timedelta_seconds__": s}``."""
+    if isinstance(value, dict) and "__timedelta_seconds__" in value:
+        return float(value["__timedelta_seconds__"])
+    return float(value)
+
+
+def read_curve(exp_dir: Path, keys) -> dict:
+    """{"minutes": [...], "epoch": [...], key: [...]} of the valid statistics of one run."""
+    path = Path(exp_dir) / "checkpoint.pth"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint (has {exp_dir} finished an epoch?)")
+    stats = torch.load(path, map_location="cpu", weights_only=False)["reporter"]["stats"]
+    curve = {"minutes": [], "epoch": [], **{k: [] for k in keys}}
+    elapsed = 0.0
+    for epoch in sorted(stats):
+        elapsed += sum(seconds(stats[epoch][part]["time"]) for part in ("train", "valid") if part in stats[epoch])
+        curve["minutes"].append(round(elapsed / 60, 3))
+        curve["epoch"].append(epoch)
+        for k in keys:
+            if k not in stats[epoch].get("valid", {}):
+                raise KeyError(f"{path}: epoch {epoch} has no valid {k}; it has {sorted(stats[epoch]['valid'])}")
+            curve[k].append(float(stats[epoch]["valid"][k]))
+    return curve
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="append", required=True, metavar="NAME=EXP_DIR")
+    parser.add_argument("--keys", nargs="+", default=["acc", "cer_ctc"], help="valid statistics")
+    parser.add_argument("--out", type=Path, required=True, help="prefix of .json and .png")
+    parser.add_argument("--title", default="valid statistics per training minute")
+    args = parser.parse_args()
+    runs = {}
+    for spec in args.run:
+        name, sep, exp_dir = spec.partition("=")
+        if not sep:
+            parser.error(f"--run {spec!r}: expected NAME=EXP_DIR")
+        runs[name] = read_curve(Path(exp_dir), args.keys)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(runs, indent=1) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(args.keys), figsize=(5 * len(args.keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], args.keys):
+        for name, curve in runs.items():
+            ax.plot(curve["minutes"], curve[key], marker=".", label=name)
+        ax.set_xlabel("training wall-clock (min)")
+        ax.set_ylabel(f"valid {key}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.suptitle(args.title)
+    fig.tight_layout()
+    fig.savefig(args.out.with_suffix(".png"), dpi=110)
+    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
