@@ -13,9 +13,8 @@ from pathlib import Path
 
 import torch
 
-import espnet_smoe  # noqa: F401  (registers the S-MoE classes)
-from espnet2.tasks.s2t import S2TTask
 from espnet_smoe.smoe_feed_forward import SMoEFeedForward
+from espnet_smoe.task import SMoES2TTask
 
 
 def count_parameters(model: torch.nn.Module) -> dict:
@@ -36,7 +35,7 @@ def main(cmd=None):
     parser.add_argument("--config", type=Path, required=True, help="training config.yaml")
     parser.add_argument("--out", type=Path, required=True, help="output JSON file")
     args = parser.parse_args(cmd)
-    model, train_args = S2TTask.build_model_from_file(args.config, None, "cpu")
+    model, train_args = SMoES2TTask.build_model_from_file(args.config, None, "cpu")
     info = count_parameters(model)
     info.update(encoder=train_args.encoder, decoder=train_args.decoder, model=train_args.model)
     args.out.parent.mkdir(parents=True, exist_ok=True)

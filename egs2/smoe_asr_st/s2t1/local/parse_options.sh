@@ -1,12 +1,14 @@
 # shellcheck shell=bash
-# Minimal Kaldi-style option parsing for run.sh: every "--name value" whose
-# name is a variable already defined in the calling script sets that variable
-# ("--name=value" too). Anything else is an error, so a typo fails loudly.
+# Minimal Kaldi-style option parsing for run.sh: the options are the
+# "name=default" lines at the top of the calling script, before it sources
+# this file; "--name value" (or "--name=value") sets one. Anything else is an
+# error, so a typo fails loudly, and --help lists exactly those lines.
+_options=$(sed -n '1,/parse_options\.sh/p' "$0" | grep -E '^[a-z_]+=')
 while [ $# -gt 0 ]; do
     case "$1" in
         --help|-h)
             echo "Options (current values):" >&2
-            grep -E '^[a-z_]+=' "$0" | sed 's/^/  --/' >&2
+            sed 's/^/  --/' <<< "${_options}" >&2
             exit 0 ;;
         --*=*) _name=${1%%=*}; _value=${1#*=}; shift ;;
         --*)   [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
@@ -15,9 +17,9 @@ while [ $# -gt 0 ]; do
     esac
     _name=${_name#--}
     _name=${_name//-/_}
-    if ! declare -p "${_name}" >/dev/null 2>&1; then
-        echo "$0: unknown option --${_name}" >&2; exit 1
+    if ! grep -qE "^${_name}=" <<< "${_options}"; then
+        echo "$0: unknown option --${_name} (see $0 --help)" >&2; exit 1
     fi
     printf -v "${_name}" '%s' "${_value}"
 done
-unset _name _value
+unset _name _value _options

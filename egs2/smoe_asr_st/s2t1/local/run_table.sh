@@ -13,7 +13,7 @@
 # Stages:
 #   1: data, tokens and feature stats once: run.sh stages 1-5 (first variant's config; the
 #      variants differ only in encoder/decoder, so they share them)
-#   2: per seed, per variant: run.sh stages 6-8 with --tag <variant>_seed<seed> and
+#   2: per seed, per variant: run.sh stages 6-9 with --tag <variant>_seed<seed> and
 #      --train_args "<train_args> --seed <seed>" -> exp/[<corpus>_]<variant>_seed<seed>
 #      (a run whose results.json exists is skipped unless --skip_done false); output of
 #      each run.sh call in exp/table_<name>/logs/
@@ -89,9 +89,9 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
                 log "Stage 2: exp/${prefix}${tag}/results.json exists; skipped"
                 continue
             fi
-            log "Stage 2: ${tag}: train, decode, score (run.sh stages 6-8) -> exp/${prefix}${tag}"
+            log "Stage 2: ${tag}: train, decode, score, pack (run.sh stages 6-9) -> exp/${prefix}${tag}"
             start=$(date +%s)
-            if ./run.sh "${extra[@]}" --stage 6 --stop_stage 8 --corpus "${corpus}" --ngpu "${ngpu}" \
+            if ./run.sh "${extra[@]}" --stage 6 --stop_stage 9 --corpus "${corpus}" --ngpu "${ngpu}" \
                     --nj "${nj}" --train_config "${config_dir}/train_${v}${config_suffix}.yaml" --tag "${tag}" \
                     --train_args "${train_args} --seed ${seed}" --inference_args "${inference_args}" \
                     > "${table_dir}/logs/${prefix}${tag}.log" 2>&1; then
