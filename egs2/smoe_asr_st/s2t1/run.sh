@@ -3,7 +3,10 @@
 #
 # Default corpus: the Asterisk core sounds, each English prompt as a real
 # 8 kHz telephone recording (<nb>) and a real 16 kHz G.722 recording (<wb>),
-# with human French translations. Fetched by stage 1 (see db.sh).
+# with human French translations. Fetched by stage 1 (see db.sh). Its 13
+# minutes of one speaker are too little to learn from, so training adds a
+# slice of the offline tts_ui corpus (human UI translations read by offline
+# TTS voices, half narrowband); the tests stay the real Asterisk prompts.
 #
 #   ./run.sh                                   # everything, tiny CPU model
 #   ./run.sh --stage 6 --train_config conf/train_smoe_encdec.yaml --ngpu 4
@@ -17,15 +20,17 @@ stop_stage=100          # last stage to run
 ngpu=0                  # GPUs per node for training (0: CPU)
 num_nodes=1             # nodes for training (>1: Slurm, srun + ESPnet's slurm launcher)
 nj=2                    # parallel decoding and data-prep jobs
-corpus=asterisk         # asterisk (real NB/WB speech) | tts_ui (+ synthetic benchmark corpus, issue 4)
-tts_ui_sizes="20000 1000 1000"   # tts_ui train/dev/test sentences
+corpus=asterisk         # asterisk (real NB/WB speech + tts_ui slice in training) | tts_ui (benchmark)
+tts_ui_sizes=""         # tts_ui train/dev/test sentences (default: asterisk "4000 0 0", tts_ui "20000 1000 1000")
 seed=1                  # corpus seed (tts_ui)
 nb_source=real          # narrowband audio: real (telephone recordings) | simulated (from wideband)
 max_prompts=0           # >0: a small slice of the corpus (CI)
-vocab_size=300          # sentencepiece pieces besides the special tokens
+vocab_size=600          # sentencepiece pieces besides the special tokens (80 ms frames: keeps
+                        # CTC targets at ~0.45 tokens per frame; 300 pieces need ~0.6)
 train_config=conf/tuning/train_smoe_encdec_tiny.yaml
 inference_config=conf/decode.yaml
 inference_model=valid.acc.ave.pth
+inference_ngpu=0        # GPUs per decoding job
 tag=""                  # experiment name (default: the config's name)
 train_args=""           # extra flags for espnet_smoe.bin.s2t_train, e.g. "--max_epoch 5"
 inference_args=""       # extra flags for espnet_smoe.bin.s2t_inference
@@ -37,13 +42,21 @@ tasks="asr st_fra"
 . ./db.sh
 . local/parse_options.sh "$@"
 
+# Training and dev data are *_mix dirs made by stage 3 (local/combine_data.py): the
+# sources below without any dev/test sentence, transcripts in the scored form.
 case "${corpus}" in
-    asterisk) train_set=train; valid_set=dev; corpus_tests="test_nb test_wb" ;;
+    # Asterisk train + a tts_ui slice; tested on the real Asterisk prompts
+    asterisk) train_sources="train tts_ui_train"; dev_source=dev; corpus_tests="test_nb test_wb"
+              [ -n "${tts_ui_sizes}" ] || tts_ui_sizes="4000 0 0" ;;
     # tts_ui models are also tested on the real Asterisk prompts
-    tts_ui)   train_set=tts_ui_train; valid_set=tts_ui_dev
-              corpus_tests="tts_ui_test_nb tts_ui_test_wb ddtp_test_nb ddtp_test_wb test_nb test_wb" ;;
+    tts_ui)   train_sources=tts_ui_train; dev_source=tts_ui_dev
+              corpus_tests="tts_ui_test_nb tts_ui_test_wb ddtp_test_nb ddtp_test_wb test_nb test_wb"
+              [ -n "${tts_ui_sizes}" ] || tts_ui_sizes="20000 1000 1000" ;;
     *) echo "$0: unknown --corpus ${corpus} (asterisk or tts_ui)" >&2; exit 1 ;;
 esac
+read -r n_train n_dev n_test <<< "${tts_ui_sizes}"
+[ "${n_train}" -gt 0 ] || train_sources=${train_sources/tts_ui_train/}
+train_set=${dev_source/dev/train}_mix; valid_set=${dev_source}_mix
 [ -n "${test_sets}" ] || test_sets=${corpus_tests}
 [ -n "${tag}" ] || tag=$(basename "${train_config}" .yaml)
 [ "${corpus}" = asterisk ] || tag=${corpus}_${tag}
@@ -77,12 +90,17 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     python local/split_data.py --inventory data/local/asterisk/prompts.tsv \
         --bandwidth data/local/bandwidth/bandwidth.tsv --data_dir data --local_dir data/local \
         --max_prompts "${max_prompts}"
-    if [ "${corpus}" = tts_ui ]; then
-        log "Stage 3: tts_ui corpus (text pairs, TTS, channel) into data/tts_ui_*, data/ddtp_test_*"
-        read -r n_train n_dev n_test <<< "${tts_ui_sizes}"
+    if [ "${n_train}" -gt 0 ]; then
+        log "Stage 3: tts_ui corpus (${tts_ui_sizes}: text pairs, TTS, channel) into data/tts_ui_*"
         python local/tts_ui/prepare.py --out_data data --audio_dir downloads/tts_ui/audio \
             --num_train "${n_train}" --num_dev "${n_dev}" --num_test "${n_test}" --nj "${nj}" --seed "${seed}"
     fi
+    log "Stage 3: data/${train_set} (${train_sources}) and data/${valid_set}, without any dev/test sentence"
+    # shellcheck disable=SC2046
+    python local/combine_data.py --out "data/${train_set}" --sets $(printf 'data/%s ' ${train_sources}) \
+        --exclude $(printf 'data/%s ' ${dev_source} ${corpus_tests})
+    python local/combine_data.py --out "data/${valid_set}" --sets "data/${dev_source}" \
+        --exclude $(printf 'data/%s ' ${corpus_tests})
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
@@ -118,24 +136,27 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
         --train_shape_file "${stats_dir}/train/speech_shape" --valid_shape_file "${stats_dir}/valid/speech_shape" \
         --resume true ${dist_opts} --output_dir "${exp}" ${train_args}
-    python -m espnet_smoe.bin.model_info --config "${exp}/config.yaml" --out "${exp}/model_info.json"
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     log "Stage 7: decode ${test_sets} x ${tasks} with ${inference_model} (${nj} jobs each)"
     for test_set in ${test_sets}; do
+        dir=${decode_dir}/${test_set}
+        _nj=$(python local/split_keys.py --scp "data/${test_set}/wav.scp" --nj "${nj}" --out_dir "${dir}" \
+                  --sort_by_duration)
+        # one process per job decodes every task (ESPnet and the model load once)
+        # shellcheck disable=SC2086
+        ${decode_cmd} JOB=1:"${_nj}" "${dir}/logs/decode.JOB.log" \
+            python -m espnet_smoe.bin.s2t_inference --config "${inference_config}" --ngpu "${inference_ngpu}" \
+            --s2t_train_config "${exp}/config.yaml" --s2t_model_file "${exp}/${inference_model}" \
+            --data_path_and_name_and_type "data/${test_set}/wav.scp,speech,sound" \
+            --data_path_and_name_and_type "data/${test_set}/utt2bw,bandwidth,text" \
+            --task_sym ${tasks} --key_file "${dir}/keys.JOB.scp" --output_dir "${dir}/output.JOB" \
+            ${inference_args}
         for task in ${tasks}; do
-            dir=${decode_dir}/${test_set}_${task}
-            _nj=$(python local/split_keys.py --scp "data/${test_set}/wav.scp" --nj "${nj}" --out_dir "${dir}")
-            # shellcheck disable=SC2086
-            ${decode_cmd} JOB=1:"${_nj}" "${dir}/logs/decode.JOB.log" \
-                python -m espnet_smoe.bin.s2t_inference --config "${inference_config}" --ngpu 0 \
-                --s2t_train_config "${exp}/config.yaml" --s2t_model_file "${exp}/${inference_model}" \
-                --data_path_and_name_and_type "data/${test_set}/wav.scp,speech,sound" \
-                --data_path_and_name_and_type "data/${test_set}/utt2bw,bandwidth,text" \
-                --task_sym "${task}" --key_file "${dir}/keys.JOB.scp" --output_dir "${dir}/output.JOB" \
-                ${inference_args}
-            python local/merge_decode.py --nj "${_nj}" --dir "${dir}"
+            sub=${task}; [ "$(wc -w <<< "${tasks}")" -gt 1 ] || sub=""
+            python local/merge_decode.py --nj "${_nj}" --dir "${dir}" --task "${sub}" \
+                --out_dir "${decode_dir}/${test_set}_${task}"
         done
     done
 fi
@@ -148,7 +169,8 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-    log "Stage 9: pack ${exp}/packed.zip"
+    log "Stage 9: pack ${exp}/packed.zip (and model_info.json: total/active parameters)"
+    python -m espnet_smoe.bin.model_info --config "${exp}/config.yaml" --out "${exp}/model_info.json"
     python -m espnet2.bin.pack s2t --s2t_train_config "${exp}/config.yaml" \
         --s2t_model_file "${exp}/${inference_model}" --option "${token_dir}/bpe.model" \
         --option "${stats_dir}/train/feats_stats.npz" --option "${exp}/RESULTS.md" \

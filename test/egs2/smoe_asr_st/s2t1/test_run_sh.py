@@ -17,7 +17,8 @@ def recipe_run(tmp_path_factory, scratch_recipe):
     log = root / "run.log"
     with open(log, "w") as f:
         proc = subprocess.run(
-            ["./run.sh", "--max_prompts", "24", "--nj", "2", "--train_args", "--max_epoch 2",
+            # no tts_ui slice here (its TTS build is minutes); train_mix is then Asterisk's train
+            ["./run.sh", "--max_prompts", "24", "--tts_ui_sizes", "0 0 0", "--nj", "2", "--train_args", "--max_epoch 2",
              "--inference_args", "--beam_size 2"],
             cwd=recipe, stdout=f, stderr=subprocess.STDOUT,
         )
@@ -32,15 +33,26 @@ def test_every_stage_ran(recipe_run):
         assert f"Stage {stage}:" in text
 
 
-def test_results_hold_wer_and_bleu_for_both_bandwidths(recipe_run):
+def read_kaldi(path):
+    return dict((line.split(" ", 1) + [""])[:2] for line in path.read_text(encoding="utf-8").splitlines())
+
+
+def test_results_hold_every_test_utterance_for_both_tasks(recipe_run):
     recipe, _ = recipe_run
     exp = recipe / "exp/train_smoe_encdec_tiny"
     results = json.loads((exp / "results.json").read_text())["results"]
     got = {(r["task"], r["bandwidth"]): r for r in results}
     assert set(got) == {("asr", "nb"), ("asr", "wb"), ("st_fra", "nb"), ("st_fra", "wb")}
+    decode = next(exp.glob("decode_*"))
     for bw in ("nb", "wb"):
-        assert 0.0 <= got[("asr", bw)]["wer"] and got[("asr", bw)]["num_utts"] > 0
-        assert 0.0 <= got[("st_fra", bw)]["bleu"] <= 100.0
+        keys = set(read_kaldi(recipe / f"data/test_{bw}/wav.scp"))
+        assert len(keys) > 0
+        assert got[("asr", bw)]["num_utts"] == got[("st_fra", bw)]["num_utts"] == len(keys)
+        for task in ("asr", "st_fra"):
+            # one process decoded both tasks; each task's merged output holds every key
+            hyps = read_kaldi(decode / f"test_{bw}_{task}/1best_recog/text_nospecial")
+            assert set(hyps) == keys, (task, bw, sorted(set(hyps) ^ keys)[:5])
+            assert (decode / f"test_{bw}/output.1/{task}/1best_recog/token").is_file()
     md = (exp / "RESULTS.md").read_text()
     assert "WER" in md and "BLEU" in md
 
@@ -58,3 +70,8 @@ def test_data_prep_logged_its_skips(recipe_run):
     recipe, _ = recipe_run
     skipped = (recipe / "data/local/skipped.tsv").read_text().splitlines()
     assert len(skipped) > 1  # header + the slice's skipped prompts, each with a reason
+    # the training set is Asterisk's train, checked against every dev/test sentence
+    train = read_kaldi(recipe / "data/train/wav.scp")
+    mix = read_kaldi(recipe / "data/train_mix/wav.scp")
+    dropped = (recipe / "data/train_mix/skipped.tsv").read_text().splitlines()[1:]
+    assert set(mix) | {line.split("\t")[1] for line in dropped} == set(train)

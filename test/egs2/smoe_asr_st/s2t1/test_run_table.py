@@ -43,7 +43,7 @@ def tiny_table(tmp_path_factory, scratch_recipe, corpus: str, run_args: str) -> 
 
 @pytest.fixture(scope="module")
 def asterisk_run(tmp_path_factory, scratch_recipe):
-    return tiny_table(tmp_path_factory, scratch_recipe, "asterisk", "--max_prompts 24")
+    return tiny_table(tmp_path_factory, scratch_recipe, "asterisk", "--max_prompts 24 --tts_ui_sizes '0 0 0'")
 
 
 @pytest.fixture(scope="module")
