@@ -16,10 +16,15 @@ Ladder (each step keeps the previous ones):
 2. ``two_timestamps``: only ``<0.00> <30.00>`` (314 tokens);
 3. ``mel40``: 40 instead of 80 mel bins (the subsampling convolutions run on
    half the frequency axis);
-4. ``hop20_conv2d4``: 20 ms hop and 4x convolutional subsampling (80 ms
-   encoder frames as before 60 ms), the default now;
-5. ``bf16``: (4) under CPU bf16 autocast (ESPnet's ``use_amp``); on CPUs
-   without native bf16 it is slower, and ``amp_choice`` says which to use.
+4. ``hop20_conv2d4_600pieces``: 20 ms hop and 4x convolutional subsampling
+   (80 ms encoder frames as before 60 ms), 600 sentencepiece pieces;
+5. ``shared_encoder_pass``: the ASR and ST rows of a recording encoded once
+   (``model_conf.share_encoder_passes``), the default now;
+6. ``bf16``: (5) under CPU bf16 autocast; on CPUs without native bf16 it is
+   slower, and ``amp_choice`` says which to use.
+
+The batch holds each recording twice, as an ASR and an ST sample, the way
+length-sorted batching of the recipe's data puts them together.
 
     python bench/bench_train_speed.py > bench/results/train_speed_cpu.json
 """
@@ -42,18 +47,18 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "egs2/smoe_asr_st/s2t1/conf/tuning/train_smoe_encdec_tiny.yaml"
 SPECIALS = ["<asr>", "<st_fra>", "<nb>", "<wb>", "<na>", "<notimestamps>", "<eng>"]
 
-# variant -> (config overrides, all timestamp tokens?, bf16 autocast?)
+# variant -> (config overrides, all timestamp tokens?, bf16 autocast?); the "after" variants
+# use the recipe's 600 pieces (run.sh --vocab_size), the "before" ones its former 300
+_BEFORE = {"frontend_conf": {"n_mels": 80, "hop_length": 160}, "encoder_conf": {"input_layer": "conv2d6"},
+           "model_conf": {"share_encoder_passes": False}}
+_AFTER = {"frontend_conf": {"n_mels": 40, "hop_length": 320}, "encoder_conf": {"input_layer": "conv2d"}}
 LADDER = {
-    "owsm_tokens": ({"frontend_conf": {"n_mels": 80, "hop_length": 160},
-                     "encoder_conf": {"input_layer": "conv2d6"}}, True, False),
-    "two_timestamps": ({"frontend_conf": {"n_mels": 80, "hop_length": 160},
-                        "encoder_conf": {"input_layer": "conv2d6"}}, False, False),
-    "mel40": ({"frontend_conf": {"n_mels": 40, "hop_length": 160},
-               "encoder_conf": {"input_layer": "conv2d6"}}, False, False),
-    "hop20_conv2d4": ({"frontend_conf": {"n_mels": 40, "hop_length": 320},
-                       "encoder_conf": {"input_layer": "conv2d"}}, False, False),
-    "bf16": ({"frontend_conf": {"n_mels": 40, "hop_length": 320},
-              "encoder_conf": {"input_layer": "conv2d"}}, False, True),
+    "owsm_tokens": (_BEFORE, True, False),
+    "two_timestamps": (_BEFORE, False, False),
+    "mel40": ({**_BEFORE, "frontend_conf": {"n_mels": 40, "hop_length": 160}}, False, False),
+    "hop20_conv2d4_600pieces": ({**_AFTER, "model_conf": {"share_encoder_passes": False}}, False, False),
+    "shared_encoder_pass": ({**_AFTER, "model_conf": {"share_encoder_passes": True}}, False, False),
+    "bf16": ({**_AFTER, "model_conf": {"share_encoder_passes": True}}, False, True),
 }
 
 
@@ -65,7 +70,7 @@ def token_list(pieces: int, all_timestamps: bool):
 def build(config: Path, overrides: dict, tokens):
     conf = yaml.safe_load(config.read_text())
     for key, value in overrides.items():
-        conf.setdefault(key, {}).update(value)
+        conf[key] = {**(conf.get(key) or {}), **value}
     path = Path("/tmp") / f"bench_train_speed_{abs(hash(json.dumps(overrides, sort_keys=True)))}.yaml"
     path.write_text(yaml.safe_dump(conf))
     args = SMoES2TTask.get_parser().parse_args(["--config", str(path), "--token_list", "none", "--normalize", "none"])
@@ -75,19 +80,20 @@ def build(config: Path, overrides: dict, tokens):
 
 def make_batch(tokens, batch: int, seconds: float):
     t = tokens.index
-    first_piece = len(tokens) - 303
+    first_piece = tokens.index("p0")
     n_tok = max(2, int(4 * seconds))
     text = torch.randint(first_piece, len(tokens) - 3, (batch, 3 + n_tok))
     text[:, 0], text[:, 2] = t("<eng>"), t("<notimestamps>")
     text[:, 1] = torch.tensor([t("<asr>") if i % 2 else t("<st_fra>") for i in range(batch)])
     samples = int(16000 * seconds)
+    audio = (torch.randn(batch // 2, samples) * 0.1).repeat_interleave(2, dim=0)  # rows 2i, 2i+1: one recording
+    bandwidth = [t("<nb>") if (i // 2) % 2 else t("<wb>") for i in range(batch)]
     return {
-        "speech": torch.randn(batch, samples) * 0.1, "speech_lengths": torch.full((batch,), samples),
+        "speech": audio, "speech_lengths": torch.full((batch,), samples),
         "text": text, "text_lengths": torch.full((batch,), text.size(1)),
         "text_prev": torch.full((batch, 1), t("<na>")), "text_prev_lengths": torch.ones(batch, dtype=torch.long),
         "text_ctc": text[:, 3:].clone(), "text_ctc_lengths": torch.full((batch,), n_tok),
-        "bandwidth": torch.tensor([[t("<nb>") if (i // 2) % 2 else t("<wb>")] for i in range(batch)]),
-        "bandwidth_lengths": torch.ones(batch, dtype=torch.long),
+        "bandwidth": torch.tensor([[b] for b in bandwidth]), "bandwidth_lengths": torch.ones(batch, dtype=torch.long),
     }
 
 
@@ -96,7 +102,6 @@ def main():
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=2.5, help="per utterance (tts_ui median: 2.7 s)")
-    parser.add_argument("--pieces", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
     args = parser.parse_args()
@@ -105,7 +110,7 @@ def main():
     steps = {}
     for name, (overrides, all_stamps, amp) in LADDER.items():
         torch.manual_seed(0)
-        tokens = token_list(args.pieces, all_stamps)
+        tokens = token_list(600 if name not in ("owsm_tokens", "two_timestamps", "mel40") else 300, all_stamps)
         model = build(args.config, copy.deepcopy(overrides), tokens)
         batch = make_batch(tokens, args.batch, args.seconds)
         optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -134,7 +139,7 @@ def main():
         sec = statistics.median(times[name])
         result[name] = {"tokens": n_tokens, "params": n_params, "seconds_per_step": round(sec, 4),
                         "audio_seconds_per_second": round(audio / sec, 1), "speedup": round(base / sec, 2)}
-    fp32 = statistics.median(times["hop20_conv2d4"])
+    fp32 = statistics.median(times["shared_encoder_pass"])
     bf16 = statistics.median(times["bf16"])
     print(json.dumps({
         "what": "tiny S-MoE enc+dec training step, side by side",
