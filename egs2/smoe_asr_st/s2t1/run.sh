@@ -21,7 +21,7 @@ ngpu=0                  # GPUs per node for training (0: CPU)
 num_nodes=1             # nodes for training (>1: Slurm, srun + ESPnet's slurm launcher)
 nj=2                    # parallel decoding and data-prep jobs
 corpus=asterisk         # asterisk (real NB/WB speech + tts_ui slice in training) | tts_ui (benchmark)
-tts_ui_sizes=""         # tts_ui train/dev/test sentences (default: asterisk "4000 0 0", tts_ui "20000 1000 1000")
+tts_ui_sizes=""         # tts_ui train/dev/test sentences (default: asterisk "3000 0 0", tts_ui "20000 1000 1000")
 seed=1                  # corpus seed (tts_ui)
 nb_source=real          # narrowband audio: real (telephone recordings) | simulated (from wideband)
 max_prompts=0           # >0: a small slice of the corpus (CI)
@@ -47,7 +47,7 @@ tasks="asr st_fra"
 case "${corpus}" in
     # Asterisk train + a tts_ui slice; tested on the real Asterisk prompts
     asterisk) train_sources="train tts_ui_train"; dev_source=dev; corpus_tests="test_nb test_wb"
-              [ -n "${tts_ui_sizes}" ] || tts_ui_sizes="4000 0 0" ;;
+              [ -n "${tts_ui_sizes}" ] || tts_ui_sizes="3000 0 0" ;;
     # tts_ui models are also tested on the real Asterisk prompts
     tts_ui)   train_sources=tts_ui_train; dev_source=tts_ui_dev
               corpus_tests="tts_ui_test_nb tts_ui_test_wb ddtp_test_nb ddtp_test_wb test_nb test_wb"
