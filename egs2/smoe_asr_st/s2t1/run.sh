@@ -142,16 +142,17 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     log "Stage 7: decode ${test_sets} x ${tasks} with ${inference_model} (${nj} jobs each)"
     for test_set in ${test_sets}; do
         dir=${decode_dir}/${test_set}
-        _nj=$(python local/split_keys.py --scp "data/${test_set}/wav.scp" --nj "${nj}" --out_dir "${dir}" \
-                  --sort_by_duration)
+        # each job: its own wav.scp and utt2bw, shortest first (batches of similar length)
+        _nj=$(python local/split_keys.py --scp "data/${test_set}/wav.scp" --extra "data/${test_set}/utt2bw" \
+                  --nj "${nj}" --out_dir "${dir}" --sort_by_duration)
         # one process per job decodes every task (ESPnet and the model load once)
         # shellcheck disable=SC2086
         ${decode_cmd} JOB=1:"${_nj}" "${dir}/logs/decode.JOB.log" \
             python -m espnet_smoe.bin.s2t_inference --config "${inference_config}" --ngpu "${inference_ngpu}" \
             --s2t_train_config "${exp}/config.yaml" --s2t_model_file "${exp}/${inference_model}" \
-            --data_path_and_name_and_type "data/${test_set}/wav.scp,speech,sound" \
-            --data_path_and_name_and_type "data/${test_set}/utt2bw,bandwidth,text" \
-            --task_sym ${tasks} --key_file "${dir}/keys.JOB.scp" --output_dir "${dir}/output.JOB" \
+            --data_path_and_name_and_type "${dir}/keys.JOB.scp,speech,sound" \
+            --data_path_and_name_and_type "${dir}/utt2bw.JOB,bandwidth,text" \
+            --task_sym ${tasks} --output_dir "${dir}/output.JOB" \
             ${inference_args}
         for task in ${tasks}; do
             sub=${task}; [ "$(wc -w <<< "${tasks}")" -gt 1 ] || sub=""

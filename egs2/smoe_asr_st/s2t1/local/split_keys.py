@@ -14,6 +14,10 @@ the full scp lines: ESPnet's ``--key_file`` only reads the first column.
 ``--sort_by_duration``: each chunk lists its keys from the shortest audio to
 the longest (a wav.scp of plain paths), so the batched beam search of a job
 decodes utterances of similar length together instead of padding short ones.
+ESPnet's decoding reads its data files as streams in file order, so a sorted
+job decodes from its own files: ``keys.J.scp`` is a wav.scp, and ``--extra
+FILE`` (e.g. the set's utt2bw) writes ``DIR/<FILE's name>.J`` with the same
+keys in the same order.
 """
 
 from __future__ import annotations
@@ -103,12 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nj", type=int, required=True, help="requested jobs")
     parser.add_argument("--out_dir", type=Path, required=True, help="output folder")
     parser.add_argument("--sort_by_duration", action="store_true", help="shortest first in each chunk")
+    parser.add_argument("--extra", type=Path, action="append", default=[],
+                        help="per-utterance file to split like the scp (same keys, same order)")
     args = parser.parse_args(argv)
 
     if args.nj < 1:
         parser.error(f"--nj must be >= 1, got {args.nj}")
     try:
         lines = read_scp_lines(args.scp)
+    except (OSError, ValueError) as err:
+        print(f"split_keys.py: error: {err}", file=sys.stderr)
+        return 1
+    try:
+        extras = {path: {line.split(maxsplit=1)[0]: line for line in read_scp_lines(path)} for path in args.extra}
     except (OSError, ValueError) as err:
         print(f"split_keys.py: error: {err}", file=sys.stderr)
         return 1
@@ -130,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         text = "\n".join(chunk) + "\n"
         (args.out_dir / f"keys.{j}.scp").write_text(text, encoding="utf-8")
+        for path, rows in extras.items():
+            try:
+                lines_j = [rows[line.split(maxsplit=1)[0]] for line in chunk]
+            except KeyError as err:
+                print(f"split_keys.py: error: {path} has no line for {err.args[0]} of {args.scp}", file=sys.stderr)
+                return 1
+            (args.out_dir / f"{path.name}.{j}").write_text("\n".join(lines_j) + "\n", encoding="utf-8")
     print(nj)
     return 0
 

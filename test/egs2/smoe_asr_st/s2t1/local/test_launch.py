@@ -313,10 +313,18 @@ def test_split_keys_sorts_each_chunk_by_duration(tmp_path):
     for key, sec in seconds.items():
         sf.write(tmp_path / f"{key}.wav", np.zeros(int(8000 * sec), dtype=np.float32), 8000)
     (tmp_path / "wav.scp").write_text("".join(f"{k} {tmp_path / k}.wav\n" for k in seconds))
-    proc = run_tool(SPLIT_KEYS, ["--scp", "wav.scp", "--nj", "2", "--out_dir", "d", "--sort_by_duration"], tmp_path)
+    (tmp_path / "utt2bw").write_text("".join(f"{k} <{'nb' if k in 'ace' else 'wb'}>\n" for k in sorted(seconds)))
+    proc = run_tool(SPLIT_KEYS, ["--scp", "wav.scp", "--nj", "2", "--out_dir", "d", "--sort_by_duration",
+                                 "--extra", "utt2bw"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     parts = [[line.split()[0] for line in (tmp_path / f"d/keys.{j}.scp").read_text().splitlines()] for j in (1, 2)]
     assert parts == [["b", "c", "a"], ["e", "d"]]  # same chunks as unsorted, shortest first
+    # the extra file follows each job's order, line for line (ESPnet streams its files in order)
+    assert (tmp_path / "d/utt2bw.1").read_text() == "b <wb>\nc <nb>\na <nb>\n"
+    assert (tmp_path / "d/utt2bw.2").read_text() == "e <nb>\nd <wb>\n"
+    (tmp_path / "utt2bw").write_text("a <nb>\n")
+    proc = run_tool(SPLIT_KEYS, ["--scp", "wav.scp", "--nj", "2", "--out_dir", "d", "--extra", "utt2bw"], tmp_path)
+    assert proc.returncode == 1 and "utt2bw has no line for b of wav.scp" in proc.stderr
     (tmp_path / "wav.scp").write_text("x /no/such.wav\n")
     proc = run_tool(SPLIT_KEYS, ["--scp", "wav.scp", "--nj", "1", "--out_dir", "d", "--sort_by_duration"], tmp_path)
     assert proc.returncode == 1 and "cannot read the audio of x (/no/such.wav)" in proc.stderr
