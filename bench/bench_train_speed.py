@@ -144,7 +144,7 @@ def main():
     print(json.dumps({
         "what": "tiny S-MoE enc+dec training step, side by side",
         "config": str(args.config.relative_to(REPO)) if args.config.is_relative_to(REPO) else str(args.config),
-        "machine": platform.machine(), "cpu": platform.processor() or _cpu_name(), "threads": torch.get_num_threads(),
+        "machine": platform.machine(), "cpu_bf16_flags": _bf16_flags(), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "batch": args.batch, "seconds_per_utterance": args.seconds,
         "variants": result,
         "amp_choice": "bf16" if bf16 < fp32 else "fp32",
@@ -152,14 +152,13 @@ def main():
     }, indent=2))
 
 
-def _cpu_name() -> str:
+def _bf16_flags() -> list:
+    """The CPU's native bf16 instruction sets (none: autocast emulates bf16)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
-        pass
-    return "unknown"
+        return []
+    return sorted({f for f in flags if f in ("avx512_bf16", "amx_bf16")})
 
 
 if __name__ == "__main__":

@@ -170,24 +170,26 @@ def memorised(tmp_path_factory):
     return refs, hyps
 
 
+def reference_pairs(memorised, task: str, bandwidth: str):
+    """[(reference, hypothesis)] of the 7 recordings of one bandwidth, and their CER."""
+    refs, hyps = memorised
+    keys = sorted(k for k in refs[task] if k.startswith(f"{bandwidth}_"))
+    assert len(keys) == 7 and set(keys) <= set(hyps[task]), sorted(set(keys) - set(hyps[task]))
+    pairs = [(refs[task][k], hyps[task][k]) for k in keys]
+    return pairs, jiwer.cer([r for r, _ in pairs], [h for _, h in pairs])
+
+
 @pytest.mark.parametrize("bandwidth", ["nb", "wb"])
 def test_asr_reproduces_the_training_transcripts(memorised, bandwidth):
-    refs, hyps = memorised
-    keys = sorted(k for k in refs["asr"] if k.startswith(f"{bandwidth}_"))
-    assert len(keys) == 7 and set(keys) <= set(hyps["asr"]), sorted(set(keys) - set(hyps["asr"]))
-    pairs = [(refs["asr"][k], hyps["asr"][k]) for k in keys]
-    cer = jiwer.cer([r for r, _ in pairs], [h for _, h in pairs])
+    pairs, cer = reference_pairs(memorised, "asr", bandwidth)
     assert cer <= 0.05, (cer, pairs)
 
 
 @pytest.mark.parametrize("bandwidth", ["nb", "wb"])
 def test_st_reproduces_the_training_translations(memorised, bandwidth):
-    refs, hyps = memorised
-    keys = sorted(k for k in refs["st_fra"] if k.startswith(f"{bandwidth}_"))
-    assert len(keys) == 7 and set(keys) <= set(hyps["st_fra"]), sorted(set(keys) - set(hyps["st_fra"]))
-    pairs = [(refs["st_fra"][k], hyps["st_fra"][k]) for k in keys]
+    pairs, cer = reference_pairs(memorised, "st_fra", bandwidth)
     exact = sum(r == h for r, h in pairs)
-    cer = jiwer.cer([r for r, _ in pairs], [h for _, h in pairs])
     assert exact >= 6 and cer <= 0.05, (exact, cer, pairs)
     # the task token, not the audio alone, chose the output language
-    assert all(hyps["st_fra"][k] != hyps["asr"][k] for k in keys), pairs
+    asr, _ = reference_pairs(memorised, "asr", bandwidth)
+    assert all(h != h_asr for (_, h), (_, h_asr) in zip(pairs, asr)), (pairs, asr)
