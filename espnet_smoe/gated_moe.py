@@ -54,7 +54,6 @@ class GatedMoEFeedForward(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (Batch, Length, D) or (Batch, D) -> same shape."""
-        self.aux_loss = None  # never leave a previous forward's loss behind
         flat = x.reshape(-1, x.size(-1))  # (N, D)
         probs = torch.softmax(self.router(flat).float(), dim=-1)  # (N, E)
         gate, expert = probs.max(dim=-1)  # top-1
