@@ -4,12 +4,13 @@ Example::
 
     from espnet_smoe.inference import SMoESpeech2Text
     s2t = SMoESpeech2Text.from_pretrained("exp/smoe/packed.zip", beam_size=5)
-    nbest = s2t(speech, task_sym="<st_fra>", bandwidth_sym="nb")
+    nbest = s2t(speech, task_sym="<st_fra>", bandwidth_sym="nb")  # or "auto"
     text = nbest[0][3]   # text without special tokens
 """
 
+import logging
 from pathlib import Path
-from typing import Optional, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -17,7 +18,10 @@ from espnet2.bin.s2t_inference import Speech2Text
 from espnet2.main_funcs.pack_funcs import unpack
 
 import espnet_smoe  # noqa: F401  (registers the classes before the model is built)
+from espnet_smoe.bandwidth import WIDEBAND, detect_bandwidth
 from espnet_smoe.checkpoint import verify_smoe_checkpoint
+
+AUTO = "auto"  # bandwidth_sym that detects the token from the audio
 
 BandwidthArg = Union[None, str, torch.Tensor, np.ndarray]
 
@@ -49,7 +53,10 @@ class SMoESpeech2Text(Speech2Text):
         s2t_train_config: Training config.yaml.
         s2t_model_file: Model .pth; every expert parameter is checked to be in it.
         bandwidth_sym: Default bandwidth token (``nb`` or ``<nb>``), used when
-            a call gives none.
+            a call gives none; ``auto`` detects it from each utterance's audio
+            (:mod:`espnet_smoe.bandwidth`).
+        bandwidth_fallback: With ``auto``: the token for audio whose bandwidth
+            cannot be measured (silence, clipping); a warning names the reason.
         **kwargs: Everything ``Speech2Text`` takes (``beam_size``,
             ``task_sym``, ``lang_sym``, ``batch_size`` ...).
     """
@@ -57,18 +64,21 @@ class SMoESpeech2Text(Speech2Text):
     # The CLI sets this on a subclass, because ESPnet's inference() builds the
     # object itself without our argument.
     default_bandwidth_sym: Optional[str] = None
+    default_bandwidth_fallback: str = WIDEBAND
 
     def __init__(
         self,
         s2t_train_config: Union[Path, str, None] = None,
         s2t_model_file: Union[Path, str, None] = None,
         bandwidth_sym: Optional[str] = None,
+        bandwidth_fallback: Optional[str] = None,
         **kwargs,
     ):
         super().__init__(s2t_train_config, s2t_model_file, **kwargs)
         if s2t_model_file is not None:
             verify_smoe_checkpoint(self.s2t_model, s2t_model_file)
         self.bandwidth_sym = bandwidth_sym or self.default_bandwidth_sym
+        self.bandwidth_fallback = (bandwidth_fallback or self.default_bandwidth_fallback).strip("<>")
 
     @classmethod
     def from_pretrained(cls, model_tag: Optional[str] = None, **kwargs):
@@ -95,7 +105,7 @@ class SMoESpeech2Text(Speech2Text):
             bandwidth: Token id (shape (1,)) as the data loader gives it, or a
                 token string; else ``bandwidth_sym``, else the default.
         """
-        ids = self._bandwidth_ids(1, bandwidth, bandwidth_sym)
+        ids = self._bandwidth_ids(1, bandwidth, bandwidth_sym, [speech])
         with self.s2t_model.bandwidth_scope(ids):
             return super().__call__(
                 speech,
@@ -125,12 +135,14 @@ class SMoESpeech2Text(Speech2Text):
                 for the whole batch.
         """
         n_utt = len(speech)
-        ids = self._bandwidth_ids(n_utt, bandwidth, bandwidth_sym)
+        true_lengths = _true_lengths(speech, speech_lengths)
+        rows = [torch.as_tensor(speech[i]).reshape(-1)[: int(true_lengths[i])] for i in range(n_utt)]
+        ids = self._bandwidth_ids(n_utt, bandwidth, bandwidth_sym, rows)
         lengths = None
         if not self.pads_speech:
             # ESPnet's batch_decode gives every row the padded length; an
             # unpadded model needs the true ones so the search masks padding.
-            lengths = _true_lengths(speech, speech_lengths)
+            lengths = true_lengths
         with self.s2t_model.bandwidth_scope(ids), self.s2t_model.lengths_scope(lengths):
             return super().batch_decode(
                 speech,
@@ -154,12 +166,14 @@ class SMoESpeech2Text(Speech2Text):
         return speech[..., :max_samples]  # trimmed like in training, never padded
 
     def _bandwidth_ids(
-        self, n_utt: int, bandwidth: BandwidthArg, bandwidth_sym: Optional[str]
+        self, n_utt: int, bandwidth: BandwidthArg, bandwidth_sym: Optional[str], speech: Sequence = ()
     ) -> Optional[torch.Tensor]:
         if bandwidth is not None and not isinstance(bandwidth, str):
             ids = torch.as_tensor(bandwidth, dtype=torch.long).reshape(n_utt, -1)[:, 0]
             return ids.to(self.device)
         symbol = bandwidth if isinstance(bandwidth, str) else (bandwidth_sym or self.bandwidth_sym)
+        if symbol is not None and symbol.strip("<>") == AUTO:
+            return torch.tensor([self._token_id(s) for s in self.detect_bandwidths(speech)], device=self.device)
         if symbol is None:
             if self.s2t_model.routes_encoder:
                 raise ValueError(
@@ -168,7 +182,24 @@ class SMoESpeech2Text(Speech2Text):
                     "(CLI: --bandwidth_sym nb) or a bandwidth data file"
                 )
             return None
+        return torch.full((n_utt,), self._token_id(symbol), dtype=torch.long, device=self.device)
+
+    def _token_id(self, symbol: str) -> int:
         token = "<" + symbol.strip().strip("<>") + ">"
         if token not in self.converter.token2id:
             raise ValueError(f"bandwidth token {token} is not in the model's token list")
-        return torch.full((n_utt,), self.converter.token2id[token], dtype=torch.long, device=self.device)
+        return self.converter.token2id[token]
+
+    def detect_bandwidths(self, speech: Sequence) -> List[str]:
+        """``nb``/``wb`` of each (Samples,) waveform, at the model's sampling rate."""
+        fs = int(self.preprocessor_conf.get("fs", 16000))
+        symbols = []
+        for row, wave in enumerate(speech):
+            decision = detect_bandwidth(torch.as_tensor(wave).reshape(-1), fs, fallback=self.bandwidth_fallback)
+            if decision.reason is not None:
+                logging.warning(
+                    "utterance %d of the batch: %s audio, bandwidth unknown; using <%s>",
+                    row, decision.reason, decision.token,
+                )
+            symbols.append(decision.token)
+        return symbols

@@ -6,6 +6,8 @@ Every ``espnet2.bin.s2t_inference`` flag, plus:
 * ``--bandwidth_sym nb``: bandwidth token for all utterances (like
   ``--task_sym``), unless a per-utterance file is given as data:
   ``--data_path_and_name_and_type data/test/utt2bw,bandwidth,text``;
+  ``--bandwidth_sym auto`` detects it from each utterance's audio
+  (``--bandwidth_fallback`` for silent or clipped audio);
 * ``--model_tag path/to/packed.zip`` decodes from an ``espnet2.bin.pack`` zip;
 * ``--task_sym asr st_fra``: several tasks in one process (the model and
   ESPnet are loaded once), each written to ``<output_dir>/<task>/``; with one
@@ -35,7 +37,15 @@ def get_parser():
         type=str,
         default=None,
         help="Bandwidth guiding token for every utterance, e.g. nb or wb "
-        "(no angle brackets needed). A 'bandwidth' data file overrides it.",
+        "(no angle brackets needed), or 'auto': detect it from each utterance's "
+        "audio. A 'bandwidth' data file overrides it.",
+    )
+    group.add_argument(
+        "--bandwidth_fallback",
+        type=str,
+        default="wb",
+        choices=["nb", "wb"],
+        help="With --bandwidth_sym auto: the token for silent or clipped audio",
     )
     group.add_argument(
         "--task_sym",
@@ -74,6 +84,7 @@ def main(cmd=None):
     kwargs = vars(args)
     kwargs.pop("config", None)
     bandwidth_sym = kwargs.pop("bandwidth_sym")
+    bandwidth_fallback = kwargs.pop("bandwidth_fallback")
     runs = task_runs(kwargs["output_dir"], kwargs.pop("task_sym"), kwargs.pop("ctc_tasks"), kwargs["ctc_weight"])
     if any(name == "bandwidth" for _, name, _ in kwargs["data_path_and_name_and_type"]):
         # ESPnet's inference() checks data names against S2TTask, which does
@@ -82,6 +93,7 @@ def main(cmd=None):
 
     class ConfiguredSpeech2Text(SMoESpeech2Text):
         default_bandwidth_sym = bandwidth_sym
+        default_bandwidth_fallback = bandwidth_fallback
 
     # ESPnet's inference() builds its decoder through this module-level name;
     # point it at ours for the duration of the call, then restore it.

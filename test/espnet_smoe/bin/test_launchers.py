@@ -141,6 +141,27 @@ def test_python_api_equals_cli(experiment, decode):
         s2t(speech, task_sym="<asr>")
 
 
+def test_auto_bandwidth_detects_each_utterance_like_the_data_file(experiment, decode):
+    """--bandwidth_sym auto: every test utterance gets its utt2bw token, and decodes as with the file."""
+    import soundfile as sf
+
+    from espnet_smoe.inference import SMoESpeech2Text
+
+    exp, data = experiment["exp"], experiment["data"]
+    utt2bw = read_kaldi(data / "test/utt2bw")
+    s2t = SMoESpeech2Text(exp / "config.yaml", exp / "valid.acc.best.pth", beam_size=2, maxlenratio=0.3,
+                          lang_sym="<eng>", bandwidth_sym="auto")
+    waves = {utt: sf.read(path, dtype="float32")[0] for utt, path in read_kaldi(data / "test/wav.scp").items()}
+    assert {utt: f"<{bw}>" for utt, bw in zip(waves, s2t.detect_bandwidths(list(waves.values())))} == utt2bw
+    ids = s2t._bandwidth_ids(len(waves), None, None, list(waves.values()))
+    assert [s2t.converter.token2id[utt2bw[u]] for u in waves] == ids.tolist()
+
+    by_file = decode(experiment, "dec_bw_file", "--task_sym", "asr",
+                     "--data_path_and_name_and_type", f"{data / 'test/utt2bw'},bandwidth,text")
+    auto = decode(experiment, "dec_bw_auto", "--task_sym", "asr", "--bandwidth_sym", "auto", "--batch_size", "3")
+    assert read_kaldi(auto / "1best_recog/token_int") == read_kaldi(by_file / "1best_recog/token_int")
+
+
 def test_task_runs_split_outputs_and_keep_ctc_to_its_tasks():
     from espnet_smoe.bin.s2t_inference import get_parser, task_runs
 
