@@ -33,5 +33,6 @@ setup(
     python_requires=">=3.12,<3.14",
     packages=find_packages(include=["espnet_smoe", "espnet_smoe.*"]),
     install_requires=install_requires,
-    extras_require={"test": ["pytest>=8.0"]},
+    # ruff's rules move between minor releases: one minor line keeps `ruff check` reproducible.
+    extras_require={"test": ["pytest>=8.0", "ruff~=0.17.0"]},
 )

@@ -383,7 +383,9 @@ def build_inventory(roots: List[Path], out_dir: Path) -> Tuple[List[Dict[str, ob
             try:
                 info = sf.info(str(wavs[name]))
                 if info.samplerate != 8000 or info.channels != 1 or info.frames == 0:
-                    raise ValueError(f"expected 8 kHz mono, got {info.samplerate} Hz x{info.channels}, {info.frames} frames")
+                    raise ValueError(
+                        f"expected 8 kHz mono, got {info.samplerate} Hz x{info.channels}, {info.frames} frames"
+                    )
                 row["dur8k"] = info.frames / info.samplerate
             except Exception as exc:  # noqa: BLE001 - recorded, never dropped
                 problems.append(("corrupt_wav8k", f"{type(exc).__name__}: {exc}"))

@@ -21,8 +21,9 @@ suffix (``tts_ui_test_nb`` and ``tts_ui_test_wb`` are the NB and WB columns of
 ``tts_ui_test``); per test set the columns are ASR WER and ST BLEU/chrF on each
 bandwidth, then the best dev accuracy over epochs, total and active parameters
 and the step time relative to the baseline (hard sharing). The dev accuracy
-still separates variants when a small budget leaves every WER near 100 %. A cell is the mean over the seeds that have the value,
-with its spread: the sample standard deviation (n-1) or the min-max range
+still separates variants when a small budget leaves every WER near 100 %.
+A cell is the mean over the seeds that have the value, with its spread: the
+sample standard deviation (n-1) or the min-max range
 (``--spread``); table.json holds both, the count and every seed's value.
 A missing file leaves '-' in its cells and a line under "Warnings".
 

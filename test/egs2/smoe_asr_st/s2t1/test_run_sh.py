@@ -18,8 +18,8 @@ def recipe_run(tmp_path_factory, scratch_recipe):
     with open(log, "w") as f:
         proc = subprocess.run(
             # no tts_ui slice here (its TTS build is minutes); train_mix is then Asterisk's train
-            ["./run.sh", "--max_prompts", "24", "--tts_ui_sizes", "0 0 0", "--nj", "2", "--train_args", "--max_epoch 2 --num_iters_per_epoch 8",
-             "--inference_args", "--beam_size 2"],
+            ["./run.sh", "--max_prompts", "24", "--tts_ui_sizes", "0 0 0", "--nj", "2",
+             "--train_args", "--max_epoch 2 --num_iters_per_epoch 8", "--inference_args", "--beam_size 2"],
             cwd=recipe, stdout=f, stderr=subprocess.STDOUT,
         )
     text = log.read_text()

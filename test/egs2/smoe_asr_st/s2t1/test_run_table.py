@@ -35,7 +35,8 @@ def tiny_table(tmp_path_factory, scratch_recipe, corpus: str, run_args: str) -> 
     recipe = scratch_recipe(tmp_path_factory.mktemp(f"table_{corpus}"))
     code, text = driver(
         recipe, "--corpus", corpus, "--variants", " ".join(VARIANTS), "--seeds", "1", "--nj", "1",
-        "--run_args", run_args, "--train_args", "--max_epoch 1 --num_iters_per_epoch 8", "--inference_args", INFERENCE_ARGS,
+        "--run_args", run_args, "--train_args", "--max_epoch 1 --num_iters_per_epoch 8",
+        "--inference_args", INFERENCE_ARGS,
     )  # fmt: skip
     assert code == 0, text[-5000:]
     return recipe, text

@@ -150,9 +150,8 @@ def to_bandwidth(wave: np.ndarray, bw: str) -> np.ndarray:
     """``wb``: unchanged; ``nb``: telephone channel at 8 kHz, upsampled back to 16 kHz."""
     if bw == "wb":
         return wave
-    import torch
-
     import channel  # local/channel.py
+    import torch
 
     narrow = channel.simulate_narrowband(torch.from_numpy(wave), SAMPLE_RATE)  # 8 kHz
     return channel.upsample_to_16k(narrow, 8000).numpy().astype(np.float32)

@@ -3,9 +3,8 @@
 import gzip
 import logging
 
-import pytest
-
 import asterisk_data as ad
+import pytest
 
 
 def test_parse_transcript_real_format(tmp_path, caplog):

@@ -1,9 +1,8 @@
 """Tests for local/channel.py: telephone-band simulation and G.711 mu-law."""
 
+import channel
 import pytest
 import torch
-
-import channel
 
 
 def band_fraction(wave: torch.Tensor, rate: int, lo: float, hi: float) -> float:

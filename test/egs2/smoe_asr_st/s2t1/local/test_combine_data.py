@@ -1,10 +1,9 @@
 """Tests for local/combine_data.py: merged training dirs keep evaluation sentences out."""
 
+import combine_data
 import numpy as np
 import pytest
 import soundfile as sf
-
-import combine_data
 
 
 def make_set(root, name, rows):

@@ -2,9 +2,8 @@
 
 import json
 
-import pytest
-
 import compare
+import pytest
 
 
 def write_exp(root, tag, scores, model_info=None, extra_results=()):

@@ -3,11 +3,10 @@
 import shutil
 import time
 
-import pytest
-import soundfile as sf
-
 import asterisk_data as ad
 import fetch_asterisk
+import pytest
+import soundfile as sf
 
 
 def inventory(paths):

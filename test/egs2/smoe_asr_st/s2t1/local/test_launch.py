@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import launch
+import pytest
 
 LAUNCH = Path(launch.__file__)
 

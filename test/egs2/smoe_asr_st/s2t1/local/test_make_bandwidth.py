@@ -2,11 +2,10 @@
 
 import json
 
-import numpy as np
-import soundfile as sf
-
 import asterisk_data as ad
 import make_bandwidth
+import numpy as np
+import soundfile as sf
 
 
 def high_band_fraction(path, cutoff=4000.0):

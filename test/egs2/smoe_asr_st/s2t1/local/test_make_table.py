@@ -4,9 +4,8 @@ missing values, header, chart and the RESULTS.md section."""
 import json
 import math
 
-import pytest
-
 import make_table
+import pytest
 
 # ESPnet's per-epoch summary line (trimmed), as written to train.log.
 EPOCH_LINE = (

@@ -1,8 +1,7 @@
 """Tests for local/merge_decode.py: job outputs of one or several tasks merged per task."""
 
-import pytest
-
 import merge_decode
+import pytest
 
 
 def write_jobs(root, task=""):

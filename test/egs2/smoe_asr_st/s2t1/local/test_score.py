@@ -5,7 +5,6 @@ import json
 import jiwer
 import pytest
 import sacrebleu
-
 import score
 
 # Per test set: utterance -> (reference, hypothesis) for each task. The

@@ -3,9 +3,8 @@
 import json
 import random
 
-import pytest
-
 import asterisk_data as ad
+import pytest
 import split_data
 
 TRAIN_FILES = ["spk2utt", "text", "text.ctc", "text.prev", "utt2bw", "utt2spk", "wav.scp"]

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from tts_ui import debian, degrade, plan, prepare
 from tts_ui.common import write_tsv
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import polib
 import pytest
-
 from tts_ui import text_prep
 from tts_ui.common import read_tsv
 
