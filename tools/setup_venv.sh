@@ -42,6 +42,7 @@ fi
 if [ ! -x "${venv}/bin/python" ] || ! "${venv}/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
     uv venv --quiet --python "${py}" "${venv}"
 fi
-# Editable install: the recipe and the tests use the checkout's code.
-uv pip install --quiet --python "${venv}/bin/python" -e "${repo}[test]"
+# Editable install: the recipe and the tests use the checkout's code; the recipe's
+# own dependencies (data prep, scoring, charts) are the "recipe" extra.
+uv pip install --quiet --python "${venv}/bin/python" -e "${repo}[recipe,test]"
 "${venv}/bin/python" -c 'import sys, torch, espnet2, espnet_smoe; print("venv ready:", sys.executable, "torch", torch.__version__)'
