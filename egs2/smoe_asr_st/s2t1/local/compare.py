@@ -3,9 +3,9 @@
 
 Usage::
 
-    python3 local/compare.py --exp_dirs exp/a exp/b \\
+    python -m local.compare --exp_dirs exp/a exp/b \\
         --names "hard sharing" "S-MoE enc" --out_dir exp/compare
-    python3 local/compare.py --variants_file conf/variants.tsv --out_dir exp/compare
+    python -m local.compare --variants_file conf/variants.tsv --out_dir exp/compare
 
 Each experiment folder holds the ``results.json`` written by local/score.py
 and, optionally, a ``model_info.json`` with ``total_params`` and

@@ -3,7 +3,7 @@
 
 Usage (local/run_table.sh calls it; see there for the training runs)::
 
-    python3 local/make_table.py --exp_template "exp/tts_ui_{variant}_seed{seed}" \\
+    python -m local.make_table --exp_template "exp/tts_ui_{variant}_seed{seed}" \\
         --variants "hard_sharing smoe_enc smoe_dec smoe_encdec dense_wide gated_moe" \\
         --seeds "1 2 3" --out_dir exp/table_tts_ui --command "local/run_table.sh ..."
 
@@ -49,12 +49,8 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_LOCAL = str(Path(__file__).resolve().parent)
-if _LOCAL not in sys.path:
-    sys.path.insert(0, _LOCAL)
-
-from compare import BANDWIDTH_ORDER, METRICS, Metric, fmt_params  # noqa: E402
-from score import environment_info  # noqa: E402
+from local.compare import BANDWIDTH_ORDER, METRICS, Metric, fmt_params
+from local.score import environment_info
 
 # Display names of the recipe's variants (conf/tuning/train_<variant>_tiny.yaml).
 VARIANT_NAMES = {
@@ -670,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     given = argv if argv is not None else sys.argv[1:]
-    command = args.command or shlex.join(["python", "local/make_table.py", *given])
+    command = args.command or shlex.join(["python", "-m", "local.make_table", *given])
     title = args.title or f"Comparison table: {args.out_dir.name.removeprefix('table_')}"
     table = {
         "title": title,

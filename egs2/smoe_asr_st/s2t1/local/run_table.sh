@@ -113,7 +113,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         publish_opts=(--publish_md RESULTS.md --publish_json "results/table_${name}.json"
                       --publish_png "results/table_${name}.png" --section "table_${name}")
     fi
-    python local/make_table.py --exp_template "exp/${prefix}{variant}_seed{seed}" \
+    python -m local.make_table --exp_template "exp/${prefix}{variant}_seed{seed}" \
         --variants "${variants}" --seeds "${seeds}" --spread "${spread}" --out_dir "${table_dir}" \
         --title "S-MoE vs baselines: ${corpus}, train_*${config_suffix}.yaml, seeds ${seeds}" \
         --command "${CMD_LINE}" --note "${note}" "${publish_opts[@]}"

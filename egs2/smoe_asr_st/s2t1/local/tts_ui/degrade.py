@@ -17,20 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import soundfile as sf
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-
-from tts_ui.common import SPLITS, parallel_map, setup_logging, utt_rng  # noqa: E402
-from tts_ui.manifest import Manifest, item_digest  # noqa: E402
-from tts_ui.plan import TEST_SPLITS, add_plan_arguments, plan_config_from_args, read_plan, write_plans  # noqa: E402
-from tts_ui.synth import SAMPLE_RATE, tts_digest, write_flac  # noqa: E402
+from local.log import setup_logging
+from local.tts_ui.common import SPLITS, parallel_map, utt_rng
+from local.tts_ui.manifest import Manifest, item_digest
+from local.tts_ui.plan import TEST_SPLITS, add_plan_arguments, plan_config_from_args, read_plan, write_plans
+from local.tts_ui.synth import SAMPLE_RATE, tts_digest, write_flac
 
 CHANNEL_VERSION = 1  # bump when the processing below changes (invalidates finished files)
 
@@ -150,8 +147,9 @@ def to_bandwidth(wave: np.ndarray, bw: str) -> np.ndarray:
     """``wb``: unchanged; ``nb``: telephone channel at 8 kHz, upsampled back to 16 kHz."""
     if bw == "wb":
         return wave
-    import channel  # local/channel.py
     import torch
+
+    from local import channel
 
     narrow = channel.simulate_narrowband(torch.from_numpy(wave), SAMPLE_RATE)  # 8 kHz
     return channel.upsample_to_16k(narrow, 8000).numpy().astype(np.float32)

@@ -13,28 +13,19 @@ import logging
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import soundfile as sf
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-
-from tts_ui import debian  # noqa: E402
-from tts_ui.common import SPLITS, parallel_map, setup_logging, write_tsv  # noqa: E402
-from tts_ui.manifest import Manifest, item_digest  # noqa: E402
-from tts_ui.plan import (  # noqa: E402
-    VOICE_BY_ID,
-    PlanConfig,
-    add_plan_arguments,
-    plan_config_from_args,
-    read_plan,
-    write_plans,
-)
+from local import debian
+from local.file_io import write_tsv
+from local.log import setup_logging
+from local.tts_ui.common import SPLITS, parallel_map
+from local.tts_ui.manifest import Manifest, item_digest
+from local.tts_ui.plan import VOICE_BY_ID, PlanConfig, add_plan_arguments, plan_config_from_args, read_plan, write_plans
 
 SAMPLE_RATE = 16000
 TTS_VERSION = 2  # bump when synthesis changes (invalidates finished clean files)

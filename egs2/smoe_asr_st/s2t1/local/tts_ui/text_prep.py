@@ -24,27 +24,19 @@ import json
 import logging
 import re
 import subprocess
-import sys
 import tarfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import polib
 
-import polib  # noqa: E402
-
-from tts_ui import debian  # noqa: E402
-from tts_ui.common import (  # noqa: E402
-    mark_done,
-    parallel_map,
-    setup_logging,
-    stage_done,
-    utt_rng,
-    write_tsv,
-)
-from tts_ui.speakable import REASONS, check_pair, dedup_key  # noqa: E402
+from local import debian
+from local.file_io import write_tsv
+from local.log import setup_logging
+from local.stage import mark_done, stage_done
+from local.tts_ui.common import parallel_map, utt_rng
+from local.tts_ui.speakable import REASONS, check_pair, dedup_key
 
 LANG = "fr"
 GETTEXT_PACKAGES = (

@@ -1,8 +1,9 @@
 """Tests for local/channel.py: telephone-band simulation and G.711 mu-law."""
 
-import channel
 import pytest
 import torch
+
+from local import channel
 
 
 def band_fraction(wave: torch.Tensor, rate: int, lo: float, hi: float) -> float:

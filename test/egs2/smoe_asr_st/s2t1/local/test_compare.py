@@ -2,8 +2,9 @@
 
 import json
 
-import compare
 import pytest
+
+from local import compare
 
 
 def write_exp(root, tag, scores, model_info=None, extra_results=()):

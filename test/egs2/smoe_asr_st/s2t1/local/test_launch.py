@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import launch
 import pytest
+
+from local import launch
 
 LAUNCH = Path(launch.__file__)
 

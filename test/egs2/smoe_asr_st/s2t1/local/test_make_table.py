@@ -4,8 +4,9 @@ missing values, header, chart and the RESULTS.md section."""
 import json
 import math
 
-import make_table
 import pytest
+
+from local import make_table
 
 # ESPnet's per-epoch summary line (trimmed), as written to train.log.
 EPOCH_LINE = (

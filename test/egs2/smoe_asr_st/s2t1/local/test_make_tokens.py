@@ -1,8 +1,9 @@
 """Tests for local/make_tokens.py (stage 4): sentencepiece model and S2T token list."""
 
-import make_tokens
 import pytest
 import sentencepiece as spm
+
+from local import make_tokens
 
 
 @pytest.fixture(scope="module")

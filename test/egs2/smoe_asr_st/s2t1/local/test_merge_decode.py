@@ -1,7 +1,8 @@
 """Tests for local/merge_decode.py: job outputs of one or several tasks merged per task."""
 
-import merge_decode
 import pytest
+
+from local import merge_decode
 
 
 def write_jobs(root, task=""):

@@ -1,7 +1,8 @@
 """The speakable-sentence filter of the tts_ui corpus, on handmade examples."""
 
 import pytest
-from tts_ui.speakable import REASONS, check_pair, dedup_key, normalize, num_words
+
+from local.tts_ui.speakable import REASONS, check_pair, dedup_key, normalize, num_words
 
 GOOD_FR = "Une phrase française tout à fait correcte ici"
 

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from tts_ui import debian, degrade, plan, prepare
-from tts_ui.common import write_tsv
+
+from local import debian
+from local.file_io import write_tsv
+from local.tts_ui import degrade, plan, prepare
 
 SR = 16000
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import polib
 import pytest
-from tts_ui import text_prep
-from tts_ui.common import read_tsv
+
+from local.file_io import read_tsv
+from local.tts_ui import text_prep
 
 NOUNS = [("window", "fenêtre"), ("file", "fichier"), ("layer", "calque"), ("folder", "dossier"),
          ("image", "image"), ("page", "page"), ("table", "tableau"), ("track", "piste")]
