@@ -31,7 +31,7 @@ train_config=conf/tuning/train_smoe_encdec_tiny.yaml
 inference_config=conf/decode.yaml
 inference_model=valid.acc.ave.pth
 inference_ngpu=0        # GPUs per decoding job
-tag=""                  # experiment name (default: the config's name)
+tag=""                  # experiment name, used as given (default: [<corpus>_]<config name>)
 train_args=""           # extra flags for espnet_smoe.bin.s2t_train, e.g. "--max_epoch 5"
 inference_args=""       # extra flags for espnet_smoe.bin.s2t_inference
 test_sets=""            # default: the corpus's test sets
@@ -58,8 +58,10 @@ read -r n_train n_dev n_test <<< "${tts_ui_sizes}"
 [ "${n_train}" -gt 0 ] || train_sources=${train_sources/tts_ui_train/}
 train_set=${dev_source/dev/train}_mix; valid_set=${dev_source}_mix
 [ -n "${test_sets}" ] || test_sets=${corpus_tests}
-[ -n "${tag}" ] || tag=$(basename "${train_config}" .yaml)
-[ "${corpus}" = asterisk ] || tag=${corpus}_${tag}
+if [ -z "${tag}" ]; then   # an explicit --tag is used as given
+    tag=$(basename "${train_config}" .yaml)
+    [ "${corpus}" = asterisk ] || tag=${corpus}_${tag}
+fi
 exp=exp/${tag}
 token_dir=data/token_list/${corpus}_bpe_unigram${vocab_size}
 stats_dir=exp/stats_${corpus}_bpe${vocab_size}
