@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """tts_ui data stage: Kaldi-style S2T data dirs from the plan and the channel-stage audio.
 
 * ``<out_data>/tts_ui_train``, ``tts_ui_dev``: every utterance twice, ``<base>_asr`` with text
@@ -14,13 +13,11 @@ without audio (TTS or channel failure) are left out and counted.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections import defaultdict
 from pathlib import Path
 
 from local.data_dir import add_utterance, new_files, write_data_dir
-from local.log import setup_logging
 from local.tts_ui.common import CORPUS
 from local.tts_ui.degrade import output_dirs
 from local.tts_ui.manifest import Manifest
@@ -92,22 +89,3 @@ def run_data(work_dir: Path, audio_dir: Path, out_data: Path, splits=("train", "
             logging.warning("%s: %d planned outputs without audio were left out", split, missing)
             summary[f"{split}_missing"] = missing
     return summary
-
-
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work_dir", type=Path, required=True)
-    p.add_argument("--audio_dir", type=Path, required=True)
-    p.add_argument("--out_data", type=Path, default=Path("data"))
-    p.add_argument("--verbose", type=int, default=1)
-    return p
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = get_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    return run_data(args.work_dir, args.audio_dir, args.out_data)
-
-
-if __name__ == "__main__":
-    main()

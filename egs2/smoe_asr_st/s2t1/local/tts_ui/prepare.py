@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Build the tts_ui corpus end to end: text -> plan -> speech -> channel -> data dirs.
 
+The one entry point of the corpus: ``--stage``/``--stop_stage`` run a part of it.
 Resumable: the text stage is skipped when finished with the same options, the plan is
 deterministic, and the speech/channel stages skip every file already made from the same plan
 entry. Example (from egs2/smoe_asr_st/s2t1):
@@ -51,7 +52,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="Translation-en and Translation-fr files (default: a private apt-get update)")
     p.add_argument("--apt_mirror", default=debian.DEFAULT_MIRROR)
     p.add_argument("--apt_suite", default=None, help="default: this machine's Debian codename")
-    p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--force", action="store_true", help="redo the text stage even if finished with the same options")
+    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
     add_plan_arguments(p)
     return p
 
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
                                     num_ddtp, seed=args.seed, nj=args.nj, packages=tuple(args.packages),
                                     ddtp=num_ddtp > 0, deb_dir=args.deb_dir,
                                     ddtp_lists=tuple(args.ddtp_lists) if args.ddtp_lists else None,
-                                    offline=args.offline, apt=apt)
+                                    offline=args.offline, apt=apt, force=args.force)
         times["text"] = time.time() - t
     cfg = plan_config_from_args(args)
     if run["plan"]:
