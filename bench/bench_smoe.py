@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 import torch
-
-import espnet_smoe  # noqa: F401  (registers the S-MoE classes)
 from espnet2.legacy.nets.pytorch_backend.transformer.positionwise_feed_forward import (
     PositionwiseFeedForward,
 )
+
+import espnet_smoe  # noqa: F401  (registers the S-MoE classes)
 from espnet_smoe.smoe_feed_forward import SMoEFeedForward
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,6 +97,7 @@ def bench_layer(args, dtype) -> dict:
 def build_model(config: Path, vocab: int, input_size: int, device: str, dtype):
     """Build an S2T model from a recipe YAML with a synthetic token list."""
     import yaml
+
     from espnet_smoe.task import SMoES2TTask
 
     conf = yaml.safe_load(config.read_text())

@@ -15,32 +15,23 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-
-def seconds(value) -> float:
-    """ESPnet stores durations as ``{"__timedelta_seconds__": s}``."""
-    if isinstance(value, dict) and "__timedelta_seconds__" in value:
-        return float(value["__timedelta_seconds__"])
-    return float(value)
+from espnet_smoe.reporter_stats import read_reporter_stats
 
 
 def read_curve(exp_dir: Path, keys) -> dict:
     """{"minutes": [...], "epoch": [...], key: [...]} of the valid statistics of one run."""
-    path = Path(exp_dir) / "checkpoint.pth"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint (has {exp_dir} finished an epoch?)")
-    stats = torch.load(path, map_location="cpu", weights_only=False)["reporter"]["stats"]
+    stats = read_reporter_stats(exp_dir)
     curve = {"minutes": [], "epoch": [], **{k: [] for k in keys}}
     elapsed = 0.0
-    for epoch in sorted(stats):
-        elapsed += sum(seconds(stats[epoch][part]["time"]) for part in ("train", "valid") if part in stats[epoch])
+    for epoch, parts in stats.items():
+        elapsed += sum(parts[part]["time"] for part in ("train", "valid") if part in parts)
         curve["minutes"].append(round(elapsed / 60, 3))
         curve["epoch"].append(epoch)
         for k in keys:
-            if k not in stats[epoch].get("valid", {}):
-                raise KeyError(f"{path}: epoch {epoch} has no valid {k}; it has {sorted(stats[epoch]['valid'])}")
-            curve[k].append(float(stats[epoch]["valid"][k]))
+            if k not in parts.get("valid", {}):
+                raise KeyError(f"{exp_dir}/checkpoint.pth: epoch {epoch} has no valid {k}; "
+                               f"it has {sorted(parts.get('valid', {}))}")
+            curve[k].append(parts["valid"][k])
     return curve
 
 

@@ -9,9 +9,9 @@ time with a message, rather than later with ``--encoder must be one of``.
 import espnet2.tasks.s2t as s2t_tasks
 from espnet2.train.class_choices import ClassChoices
 
+from espnet_smoe.baselines.gated_moe import GatedMoEConformerEncoder, GatedMoETransformerDecoder
 from espnet_smoe.decoder import SMoETransformerDecoder
 from espnet_smoe.encoder import SMoEConformerEncoder
-from espnet_smoe.gated_moe import GatedMoEConformerEncoder, GatedMoETransformerDecoder
 from espnet_smoe.model import ESPnetSMoES2TModel
 from espnet_smoe.preprocessor import SMoES2TPreprocessor
 

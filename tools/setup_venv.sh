@@ -32,15 +32,17 @@ if ! py=$(find_python); then
     exit 1
 fi
 
+# a uv installed by an earlier run of this script lives in ~/.local/bin
+export PATH="${HOME}/.local/bin:${PATH}"
 if ! command -v uv >/dev/null 2>&1; then
     echo "uv not found: installing it for this user with pip" >&2
     python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
-    export PATH="${HOME}/.local/bin:${PATH}"
 fi
 
 if [ ! -x "${venv}/bin/python" ] || ! "${venv}/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
     uv venv --quiet --python "${py}" "${venv}"
 fi
-# Editable install: the recipe and the tests use the checkout's code.
-uv pip install --quiet --python "${venv}/bin/python" -e "${repo}[test]"
+# Editable install: the recipe and the tests use the checkout's code; the recipe's
+# own dependencies (data prep, scoring, charts) are the "recipe" extra.
+uv pip install --quiet --python "${venv}/bin/python" -e "${repo}[recipe,test]"
 "${venv}/bin/python" -c 'import sys, torch, espnet2, espnet_smoe; print("venv ready:", sys.executable, "torch", torch.__version__)'

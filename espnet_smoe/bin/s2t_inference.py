@@ -105,7 +105,9 @@ def main(cmd=None):
         for task, output_dir, ctc_weight in runs:
             if ctc_weight != kwargs["ctc_weight"]:
                 logging.warning("task %s: ctc_weight %s -> 0 (not in --ctc_tasks)", task, kwargs["ctc_weight"])
-            espnet_inference.inference(**{**kwargs, "task_sym": task, "output_dir": output_dir, "ctc_weight": ctc_weight})
+            espnet_inference.inference(
+                **{**kwargs, "task_sym": task, "output_dir": output_dir, "ctc_weight": ctc_weight}
+            )
     finally:
         espnet_inference.Speech2Text = original
 

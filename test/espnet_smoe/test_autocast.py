@@ -11,9 +11,9 @@ from espnet2.asr.ctc import CTC
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 
+from espnet_smoe.baselines.gated_moe import GatedMoEConformerEncoder, GatedMoEFeedForward, GatedMoETransformerDecoder
 from espnet_smoe.decoder import SMoETransformerDecoder
 from espnet_smoe.encoder import SMoEConformerEncoder
-from espnet_smoe.gated_moe import GatedMoEConformerEncoder, GatedMoEFeedForward, GatedMoETransformerDecoder
 from espnet_smoe.model import ESPnetSMoES2TModel
 from espnet_smoe.smoe_feed_forward import SMoEFeedForward
 

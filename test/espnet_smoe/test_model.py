@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 from espnet2.asr.ctc import CTC
@@ -113,7 +112,8 @@ def test_checkpoint_verification_names_missing_experts(token_list):
     state = model.state_dict()
     verify_smoe_state_dict(model, state, "ok.pth")
     del state["decoder.decoders.0.feed_forward.w_2"]
-    with pytest.raises(RuntimeError, match=r"bad.pth: 1 S-MoE parameters missing \['decoder.decoders.0.feed_forward.w_2'\]"):
+    missing = r"bad.pth: 1 S-MoE parameters missing \['decoder.decoders.0.feed_forward.w_2'\]"
+    with pytest.raises(RuntimeError, match=missing):
         verify_smoe_state_dict(model, state, "bad.pth")
     dense = build(token_list, encoder="dense", decoder="dense").state_dict()
     with pytest.raises(RuntimeError, match="dense_to_smoe_state_dict"):

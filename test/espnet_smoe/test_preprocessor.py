@@ -18,5 +18,7 @@ def test_bandwidth_token_becomes_its_id(preprocessor, token_list):
 
 
 def test_unknown_bandwidth_names_utterance(preprocessor):
-    with pytest.raises(ValueError, match=r"utterance spk1-utt7: bandwidth token '<tel>' is not in the token list; expected one like \['<nb>', '<wb>'\]"):
+    expected = (r"utterance spk1-utt7: bandwidth token '<tel>' is not in the token list; "
+                r"expected one like \['<nb>', '<wb>'\]")
+    with pytest.raises(ValueError, match=expected):
         preprocessor("spk1-utt7", {"bandwidth": "<tel>"})

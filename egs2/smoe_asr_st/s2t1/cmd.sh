@@ -19,10 +19,10 @@ cmd_backend=${cmd_backend:-local}
 
 case "${cmd_backend}" in
     local)
-        _launch="python3 local/launch.py --backend local"
+        _launch="python -m local.launch --backend local"
         ;;
     slurm)
-        _launch="python3 local/launch.py --backend slurm --config conf/slurm.conf"
+        _launch="python -m local.launch --backend slurm --config conf/slurm.conf"
         ;;
     *)
         echo "cmd.sh: unknown cmd_backend '${cmd_backend}' (expected local or slurm)" >&2

@@ -31,7 +31,7 @@ train_config=conf/tuning/train_smoe_encdec_tiny.yaml
 inference_config=conf/decode.yaml
 inference_model=valid.acc.ave.pth
 inference_ngpu=0        # GPUs per decoding job
-tag=""                  # experiment name (default: the config's name)
+tag=""                  # experiment name, used as given (default: [<corpus>_]<config name>)
 train_args=""           # extra flags for espnet_smoe.bin.s2t_train, e.g. "--max_epoch 5"
 inference_args=""       # extra flags for espnet_smoe.bin.s2t_inference
 test_sets=""            # default: the corpus's test sets
@@ -58,8 +58,10 @@ read -r n_train n_dev n_test <<< "${tts_ui_sizes}"
 [ "${n_train}" -gt 0 ] || train_sources=${train_sources/tts_ui_train/}
 train_set=${dev_source/dev/train}_mix; valid_set=${dev_source}_mix
 [ -n "${test_sets}" ] || test_sets=${corpus_tests}
-[ -n "${tag}" ] || tag=$(basename "${train_config}" .yaml)
-[ "${corpus}" = asterisk ] || tag=${corpus}_${tag}
+if [ -z "${tag}" ]; then   # an explicit --tag is used as given
+    tag=$(basename "${train_config}" .yaml)
+    [ "${corpus}" = asterisk ] || tag=${corpus}_${tag}
+fi
 exp=exp/${tag}
 token_dir=data/token_list/${corpus}_bpe_unigram${vocab_size}
 stats_dir=exp/stats_${corpus}_bpe${vocab_size}
@@ -76,36 +78,36 @@ token_opts="--token_type bpe --bpemodel ${token_dir}/bpe.model --token_list ${to
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: fetch the Asterisk prompts (en wav, en g722, en/fr transcripts) and decode G.722"
-    python local/fetch_asterisk.py --db "${ASTERISK}" --download_dir downloads --out_dir data/local/asterisk
+    python -m local.fetch_asterisk --db "${ASTERISK}" --download_dir downloads --out_dir data/local/asterisk
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     log "Stage 2: 16 kHz audio in both bandwidths (narrowband: ${nb_source}) and utt2bw"
-    python local/make_bandwidth.py --inventory data/local/asterisk/prompts.tsv \
+    python -m local.make_bandwidth --inventory data/local/asterisk/prompts.tsv \
         --out_dir data/local/bandwidth --nb_source "${nb_source}"
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     log "Stage 3: filter and split by prompt family into data/{train,dev,test_nb,test_wb}"
-    python local/split_data.py --inventory data/local/asterisk/prompts.tsv \
+    python -m local.split_data --inventory data/local/asterisk/prompts.tsv \
         --bandwidth data/local/bandwidth/bandwidth.tsv --data_dir data --local_dir data/local \
         --max_prompts "${max_prompts}"
     if [ "${n_train}" -gt 0 ]; then
         log "Stage 3: tts_ui corpus (${tts_ui_sizes}: text pairs, TTS, channel) into data/tts_ui_*"
-        python local/tts_ui/prepare.py --out_data data --audio_dir downloads/tts_ui/audio \
+        python -m local.tts_ui.prepare --out_data data --audio_dir downloads/tts_ui/audio \
             --num_train "${n_train}" --num_dev "${n_dev}" --num_test "${n_test}" --nj "${nj}" --seed "${seed}"
     fi
     log "Stage 3: data/${train_set} (${train_sources}) and data/${valid_set}, without any dev/test sentence"
     # shellcheck disable=SC2046
-    python local/combine_data.py --out "data/${train_set}" --sets $(printf 'data/%s ' ${train_sources}) \
+    python -m local.combine_data --out "data/${train_set}" --sets $(printf 'data/%s ' ${train_sources}) \
         --exclude $(printf 'data/%s ' ${dev_source} ${corpus_tests})
-    python local/combine_data.py --out "data/${valid_set}" --sets "data/${dev_source}" \
+    python -m local.combine_data --out "data/${valid_set}" --sets "data/${dev_source}" \
         --exclude $(printf 'data/%s ' ${corpus_tests})
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     log "Stage 4: sentencepiece model and token list in ${token_dir}"
-    python local/make_tokens.py --train_dir "data/${train_set}" --vocab_size "${vocab_size}" --out_dir "${token_dir}"
+    python -m local.make_tokens --train_dir "data/${train_set}" --vocab_size "${vocab_size}" --out_dir "${token_dir}"
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
@@ -143,7 +145,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     for test_set in ${test_sets}; do
         dir=${decode_dir}/${test_set}
         # each job: its own wav.scp and utt2bw, shortest first (batches of similar length)
-        _nj=$(python local/split_keys.py --scp "data/${test_set}/wav.scp" --extra "data/${test_set}/utt2bw" \
+        _nj=$(python -m local.split_keys --scp "data/${test_set}/wav.scp" --extra "data/${test_set}/utt2bw" \
                   --nj "${nj}" --out_dir "${dir}" --sort_by_duration)
         # one process per job decodes every task (ESPnet and the model load once)
         # shellcheck disable=SC2086
@@ -156,7 +158,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             ${inference_args}
         for task in ${tasks}; do
             sub=${task}; [ "$(wc -w <<< "${tasks}")" -gt 1 ] || sub=""
-            python local/merge_decode.py --nj "${_nj}" --dir "${dir}" --task "${sub}" \
+            python -m local.merge_decode --nj "${_nj}" --dir "${dir}" --task "${sub}" \
                 --out_dir "${decode_dir}/${test_set}_${task}"
         done
     done
@@ -164,7 +166,7 @@ fi
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     log "Stage 8: score (WER for asr, BLEU/chrF for st) -> ${exp}/RESULTS.md, ${exp}/results.json"
-    python local/score.py --data_dir data --decode_dir "${decode_dir}" --test_sets "${test_sets}" \
+    python -m local.score --data_dir data --decode_dir "${decode_dir}" --test_sets "${test_sets}" \
         --tasks "${tasks}" --out_dir "${exp}" --tag "${tag}"
     cat "${exp}/RESULTS.md"
 fi

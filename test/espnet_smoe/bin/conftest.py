@@ -151,8 +151,8 @@ def experiment(tmp_path_factory):
     data = make_dataset(root)
     config = tiny_config(root)
     py = sys.executable
-    _run([py, "-m", "espnet_smoe.bin.s2t_train", "--collect_stats", "true", "--config", str(config), "--normalize", "none",
-         *_common_args(root, data), "--train_shape_file", str(data / "train/wav.scp"),
+    _run([py, "-m", "espnet_smoe.bin.s2t_train", "--collect_stats", "true", "--config", str(config),
+         "--normalize", "none", *_common_args(root, data), "--train_shape_file", str(data / "train/wav.scp"),
          "--valid_shape_file", str(data / "train/wav.scp"), "--output_dir", str(root / "stats")],
         root, "stats")
     exp = root / "exp"
@@ -167,7 +167,8 @@ def experiment(tmp_path_factory):
 def _decode(experiment, out_name, *extra, model_args=None):
     exp, data, root = experiment["exp"], experiment["data"], experiment["root"]
     if model_args is None:
-        model_args = ["--s2t_train_config", str(exp / "config.yaml"), "--s2t_model_file", str(exp / "valid.acc.best.pth")]
+        model_args = ["--s2t_train_config", str(exp / "config.yaml"),
+                      "--s2t_model_file", str(exp / "valid.acc.best.pth")]
     out = root / out_name
     _run([sys.executable, "-m", "espnet_smoe.bin.s2t_inference", *model_args, "--output_dir", str(out),
          "--data_path_and_name_and_type", f"{data / 'test/wav.scp'},speech,sound", "--ngpu", "0",

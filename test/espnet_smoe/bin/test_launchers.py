@@ -1,7 +1,6 @@
 """Train, decode and pack a tiny S-MoE model through ESPnet's binaries."""
 
 import re
-import subprocess
 import sys
 
 import pytest
@@ -9,7 +8,6 @@ import torch
 import yaml
 
 from espnet_smoe.smoe_feed_forward import SMoEFeedForward
-
 
 
 def read_kaldi(path):
@@ -34,8 +32,9 @@ def test_training_wrote_smoe_config_and_checkpoints(experiment, decode, run):
 
 
 def test_config_rebuilds_identical_model(experiment, decode, run):
-    import espnet_smoe  # noqa: F401
     from espnet2.tasks.s2t import S2TTask
+
+    import espnet_smoe  # noqa: F401
 
     exp = experiment["exp"]
     model, _ = S2TTask.build_model_from_file(exp / "config.yaml", exp / "valid.acc.best.pth", "cpu")
@@ -88,7 +87,6 @@ def test_pack_and_decode_from_zip(experiment, decode, run):
 
 
 def test_missing_bandwidth_is_a_clear_error(experiment, decode, run):
-    exp, root = experiment["exp"], experiment["root"]
     with pytest.raises(AssertionError, match=r"routes its encoder by bandwidth \['<nb>', '<wb>'\]"):
         decode(experiment, "dec_no_bw", "--task_sym", "asr")
 
@@ -166,7 +164,8 @@ def test_task_runs_split_outputs_and_keep_ctc_to_its_tasks():
     from espnet_smoe.bin.s2t_inference import get_parser, task_runs
 
     assert task_runs("out", ["asr"], ["asr"], 0.3) == [("asr", "out", 0.3)]
-    assert task_runs("out", ["<asr>", "st_fra"], ["asr"], 0.3) == [("asr", "out/asr", 0.3), ("st_fra", "out/st_fra", 0.0)]
+    assert task_runs("out", ["<asr>", "st_fra"], ["asr"], 0.3) == [
+        ("asr", "out/asr", 0.3), ("st_fra", "out/st_fra", 0.0)]
     assert task_runs("out", ["st_fra"], ["asr", "st_fra"], 0.5) == [("st_fra", "out", 0.5)]
     with pytest.raises(ValueError, match="twice"):
         task_runs("out", ["asr", "<asr>"], ["asr"], 0.3)

@@ -23,26 +23,15 @@ Case, digits and punctuation are otherwise kept as written.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import logging
-import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
-
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+from typing import Dict, Tuple
 
 # Subfolders that hold one prompt family each (the family is the folder name).
 SUBFOLDER_FAMILIES = ("digits", "letters", "phonetic", "dictate", "followme", "silence")
-
-
-def setup_logging(verbose: bool = False) -> None:
-    """ESPnet-style log lines on stderr (keeps handlers someone else installed, e.g. pytest)."""
-    level = logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format=LOG_FORMAT)
-    logging.getLogger().setLevel(level)
 
 
 # --------------------------------------------------------------------------- text
@@ -157,50 +146,3 @@ def utt_base(name: str, bandwidth: str) -> str:
 
 def is_silence(name: str) -> bool:
     return prompt_family(name) == "silence" and "/" in name
-
-
-# --------------------------------------------------------------------------- paths / TSV
-def display_path(path: Path | str, cwd: Optional[Path] = None) -> str:
-    """Path relative to ``cwd`` (the recipe dir) when inside it, else absolute."""
-    path = Path(path).absolute()
-    cwd = (cwd or Path.cwd()).absolute()
-    try:
-        return str(path.relative_to(cwd))
-    except ValueError:
-        return str(path)
-
-
-def write_tsv(path: Path, header: List[str], rows: Iterable[Dict[str, object]]) -> int:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write("\t".join(header) + "\n")
-        for row in rows:
-            cells = []
-            for key in header:
-                value = row.get(key, "")
-                if isinstance(value, float):
-                    value = f"{value:.4f}"
-                value = str(value)
-                if "\t" in value or "\n" in value:
-                    raise ValueError(f"tab/newline in TSV cell {key}={value!r}")
-                cells.append(value)
-            f.write("\t".join(cells) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
-
-
-def read_tsv(path: Path) -> List[Dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        return [dict(row) for row in reader]
-
-
-def c_sorted(keys: Iterable[str]) -> List[str]:
-    """Sort like ``LC_ALL=C sort`` (byte order of the UTF-8 encoding)."""
-    return sorted(keys, key=lambda k: k.encode("utf-8"))
-
-

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Combine S2T training data dirs into one, keeping every evaluation sentence out of it.
 
-    python local/combine_data.py --out data/train_mix \\
+    python -m local.combine_data --out data/train_mix \\
         --sets data/train data/tts_ui_train --max_recordings 0 3000 \\
         --exclude data/dev data/test_nb data/test_wb --max_duration 8
 
@@ -23,15 +23,15 @@
   costs a small model steps that it needs for the acoustics; the ASR output
   is then in that form too. Translations keep their orthography.
 
-Nothing is dropped silently: ``<out>/skipped.tsv`` lists every dropped
-recording with its set and reason, and the counts are logged.
+The output is written and validated by ``local/data_dir.py``. Nothing is dropped
+silently: ``<out>/skipped.tsv`` lists every dropped recording with its set and
+reason, and the counts are logged.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -39,27 +39,13 @@ from typing import Dict, List, Optional, Set
 
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from asterisk_data import setup_logging  # noqa: E402
-from score import normalize_for_wer  # noqa: E402
-from split_data import text_key, write_common  # noqa: E402
+from local.data_dir import PROMPT_RE, TASK_TOKENS, validate_data_dir, write_data_dir
+from local.file_io import read_kaldi, write_tsv
+from local.log import setup_logging
+from local.score import normalize_for_wer
+from local.split_data import text_key
 
 FILES = ("wav.scp", "text", "text.ctc", "text.prev", "utt2bw")
-PROMPT_RE = re.compile(r"^(?:<[^<>\s]+>)+\s*")
-
-
-def read_kaldi(path: Path) -> Dict[str, str]:
-    """``<key> <value>`` lines; a duplicate key or a line without a value is an error."""
-    rows: Dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            key, _, value = line.rstrip("\n").partition(" ")
-            if not key:
-                raise ValueError(f"{path}:{n}: empty line")
-            if key in rows:
-                raise ValueError(f"{path}:{n}: duplicate utterance id {key}")
-            rows[key] = value
-    return rows
 
 
 def sentence_keys(data_dir: Path) -> Set[str]:
@@ -77,25 +63,16 @@ def sentence_keys(data_dir: Path) -> Set[str]:
 
 
 def read_set(data_dir: Path) -> Dict[str, Dict[str, str]]:
-    """{file name: {utt: value}}, checked to hold the same ids in every file."""
-    files = {}
-    for name in FILES:
-        if not (data_dir / name).exists():
-            raise FileNotFoundError(f"{data_dir / name} is missing (an S2T data dir needs {', '.join(FILES)})")
-        files[name] = read_kaldi(data_dir / name)
-    ids = set(files["wav.scp"])
-    for name, rows in files.items():
-        if set(rows) != ids:
-            diff = sorted(set(rows) ^ ids)[:5]
-            raise ValueError(f"{data_dir / name}: utterance ids differ from wav.scp, e.g. {diff}")
-    return files
+    """{file name: {utt: value}} of a validated S2T data dir."""
+    validate_data_dir(data_dir)
+    return {name: read_kaldi(data_dir / name) for name in FILES}
 
 
 def normalize_transcripts(files: Dict[str, Dict[str, str]], utt: str) -> None:
     """ASR target and CTC target of one utterance in the scored form (in place)."""
     files["text.ctc"][utt] = normalize_for_wer(files["text.ctc"][utt])
     prompt = PROMPT_RE.match(files["text"][utt])
-    if prompt and "<asr>" in prompt.group(0):
+    if prompt and TASK_TOKENS["asr"] in prompt.group(0):
         files["text"][utt] = prompt.group(0).rstrip() + " " + normalize_for_wer(files["text"][utt][prompt.end():])
 
 
@@ -141,10 +118,8 @@ def combine(sets: List[Path], limits: List[int], exclude: List[Path], max_durati
                      ", ".join(f"{k} {v}" for k, v in sorted(count.items()) if k != "kept") or "none")
     if not merged["wav.scp"]:
         raise ValueError(f"{out}: nothing left to train on")
-    write_common(out, merged)
-    with open(out / "skipped.tsv", "w", encoding="utf-8") as f:
-        f.write("set\tutt\treason\n")
-        f.writelines(f"{d}\t{u}\t{r}\n" for d, u, r in skipped)
+    write_data_dir(out, merged)
+    write_tsv(out / "skipped.tsv", ("set", "utt", "reason"), skipped)
     logging.info("%s: %d utterances from %d sets (%d evaluation sentences kept out)",
                  out, len(merged["wav.scp"]), len(sets), len(banned))
     return counts

@@ -7,9 +7,8 @@ Sources, in this order (``--source auto``):
    Debian .debs, or the upstream ``asterisk-core-sounds-*-<version>.tar.gz``
    tarballs, or an already unpacked tree (e.g. a Debian root, or the folder of an
    installed system, ``/usr/share``).  Unpacked trees are read in place.
-2. ``apt-get download`` of the four packages WITHOUT installing them, with a
-   private apt state under ``<download_dir>/apt`` (``apt-get update`` runs once
-   into it when it is empty; if that fails the system lists are used).
+2. ``apt-get download`` of the four packages WITHOUT installing them
+   (``local.debian.PrivateApt``: a private apt state under ``<download_dir>/apt``).
 3. The upstream tarballs by URL (``--upstream_url``; en-wav, en-g722, fr-wav).
    Their transcripts ``core-sounds-en.txt``/``core-sounds-fr.txt`` lie at the
    top of the tarballs.
@@ -24,19 +23,16 @@ Outputs under ``--out_dir`` (default ``data/local/asterisk``):
   detail``.  Texts are the raw transcript text (tabs removed); normalisation
   happens in stage 3.  ``problem`` is empty or one of ``corrupt_wav8k``,
   ``corrupt_g722``; nothing is dropped here;
-* ``.done``: marker; a second run with the marker present does nothing
-  (``--force`` redoes the work).
+* ``.done``: stage marker (``local.stage``); a second run with the same source
+  options does nothing (``--force`` redoes the work).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import time
@@ -48,14 +44,11 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from asterisk_data import (  # noqa: E402
-    clean_field,
-    display_path,
-    parse_transcript,
-    setup_logging,
-    write_tsv,
-)
+from local import debian
+from local.asterisk_data import clean_field, parse_transcript
+from local.file_io import display_path, write_tsv
+from local.log import setup_logging
+from local.stage import mark_done, stage_done, start_stage
 
 PACKAGES = (
     "asterisk-core-sounds-en",
@@ -83,42 +76,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default=DEFAULT_VERSION, help="upstream tarball version")
     p.add_argument("--upstream_url", default=DEFAULT_UPSTREAM_URL)
     p.add_argument("--force", action="store_true", help="redo even if the .done marker exists")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
     return p
 
 
 # --------------------------------------------------------------------------- unpacking
-def extract_deb_python(deb: Path, dest: Path) -> None:
-    """Unpack a .deb's data.tar.* without dpkg-deb (ar archive + tarfile)."""
-    with open(deb, "rb") as f:
-        if f.read(8) != b"!<arch>\n":
-            raise ValueError(f"{deb} is not a Debian package (no ar magic)")
-        while True:
-            header = f.read(60)
-            if len(header) < 60:
-                break
-            member = header[:16].decode("ascii").strip().rstrip("/")
-            size = int(header[48:58].decode("ascii").strip())
-            payload = f.read(size)
-            if size % 2:
-                f.read(1)
-            if member.startswith("data.tar"):
-                if member.endswith(".zst"):
-                    raise RuntimeError(f"{deb}: zstd data member needs dpkg-deb")
-                with tarfile.open(fileobj=io.BytesIO(payload), mode="r:*") as tar:
-                    tar.extractall(dest, filter="data")
-                return
-    raise ValueError(f"{deb}: no data.tar member")
-
-
-def extract_deb(deb: Path, dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    if shutil.which("dpkg-deb"):
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], check=True)
-    else:
-        extract_deb_python(deb, dest)
-
-
 def find_debs(folder: Path) -> Dict[str, Path]:
     """Package name -> newest-looking .deb in folder (exact package-name match)."""
     found: Dict[str, Path] = {}
@@ -145,10 +107,8 @@ def unpack_debs(debs: Dict[str, Path], unpack_dir: Path) -> Path:
     root = unpack_dir / "debian"
     if root.exists():
         shutil.rmtree(root)
-    for pkg in tqdm(PACKAGES, desc="unpack .deb", unit="pkg"):
-        logging.info("unpacking %s", debs[pkg])
-        extract_deb(debs[pkg], root)
-    return root
+    logging.info("unpacking %s into %s", ", ".join(str(debs[p]) for p in PACKAGES), root)
+    return debian.unpack_prefix([debs[p] for p in PACKAGES], root)
 
 
 def unpack_tarballs(tarballs: Dict[str, Path], unpack_dir: Path) -> Path:
@@ -173,48 +133,6 @@ def unpack_tarballs(tarballs: Dict[str, Path], unpack_dir: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- downloading
-def apt_download(packages: Tuple[str, ...], download_dir: Path) -> Dict[str, Path]:
-    """``apt-get download`` into download_dir with a private apt state (no install)."""
-    download_dir.mkdir(parents=True, exist_ok=True)
-    have = find_debs(download_dir)
-    todo = [p for p in packages if p not in have]
-    if not todo:
-        logging.info("all %d .debs already in %s", len(packages), download_dir)
-        return have
-    if not shutil.which("apt-get"):
-        raise RuntimeError("apt-get not found")
-    state = (download_dir / "apt").absolute()
-    lists, cache = state / "lists", state / "cache"
-    (lists / "partial").mkdir(parents=True, exist_ok=True)
-    (cache / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-    private = ["-o", f"Dir::State::Lists={lists}", "-o", f"Dir::Cache={cache}"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        # root: let apt write into our folder without dropping to the _apt user
-        private += ["-o", "APT::Sandbox::User=root"]
-    opts = private
-    if not any(lists.glob("*_Packages*")):
-        logging.info("private apt lists empty: apt-get update into %s", lists)
-        r = subprocess.run(["apt-get", "-q", *private, "update"], capture_output=True, text=True)
-        if r.returncode != 0 or not any(lists.glob("*_Packages*")):
-            logging.warning(
-                "private apt-get update failed (rc=%d): %s; falling back to the system lists",
-                r.returncode, r.stderr.strip()[-500:],
-            )
-            opts = ["-o", f"Dir::Cache={cache}"]
-    logging.info("apt-get download %s", " ".join(todo))
-    r = subprocess.run(
-        ["apt-get", "-q", *opts, "download", *todo],
-        cwd=download_dir, capture_output=True, text=True,
-    )
-    if r.returncode != 0:
-        raise RuntimeError(f"apt-get download failed (rc={r.returncode}): {r.stderr.strip()[-800:]}")
-    have = find_debs(download_dir)
-    missing = [p for p in packages if p not in have]
-    if missing:
-        raise RuntimeError(f"apt-get download did not produce {missing}")
-    return have
-
-
 def download_file(url: str, dest: Path) -> None:
     tmp = dest.with_name(dest.name + ".part")
     with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
@@ -337,7 +255,7 @@ def obtain_sources(args) -> Tuple[List[Path], str]:
         return [db], f"db-tree:{db}"
     if source == "apt":
         try:
-            debs = apt_download(PACKAGES, args.download_dir)
+            debs = debian.PrivateApt(args.download_dir / "apt").download(PACKAGES, args.download_dir)
             return [unpack_debs(debs, unpack_dir)], "apt"
         except Exception as exc:  # noqa: BLE001 - any apt failure -> next source
             if args.source == "apt":
@@ -383,7 +301,9 @@ def build_inventory(roots: List[Path], out_dir: Path) -> Tuple[List[Dict[str, ob
             try:
                 info = sf.info(str(wavs[name]))
                 if info.samplerate != 8000 or info.channels != 1 or info.frames == 0:
-                    raise ValueError(f"expected 8 kHz mono, got {info.samplerate} Hz x{info.channels}, {info.frames} frames")
+                    raise ValueError(
+                        f"expected 8 kHz mono, got {info.samplerate} Hz x{info.channels}, {info.frames} frames"
+                    )
                 row["dur8k"] = info.frames / info.samplerate
             except Exception as exc:  # noqa: BLE001 - recorded, never dropped
                 problems.append(("corrupt_wav8k", f"{type(exc).__name__}: {exc}"))
@@ -425,12 +345,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     start = time.time()
     out_dir: Path = args.out_dir
     marker, inventory = out_dir / ".done", out_dir / "prompts.tsv"
-    if marker.exists() and inventory.exists() and not args.force:
-        logging.info("%s exists: stage already done (%s); use --force to redo", marker, marker.read_text().strip())
+    config = {"db": args.db, "source": args.source, "version": args.version, "upstream_url": args.upstream_url}
+    if not args.force and stage_done(marker, config, [inventory]):
         return 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if marker.exists():
-        marker.unlink()
+    start_stage(marker)
     roots, source = obtain_sources(args)
     rows, counts = build_inventory(roots, out_dir)
     write_tsv(inventory, PROMPT_COLUMNS, rows)
@@ -441,7 +359,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for key, value in counts.items():
         logging.info("  %-24s %s", key, value)
     logging.info("wrote %s (%d rows) from %s in %.1f s", inventory, len(rows), source, time.time() - start)
-    marker.write_text(json.dumps({"source": source, **counts}) + "\n")
+    mark_done(marker, config, {"source": source, **counts})
     return 0
 
 

@@ -18,14 +18,13 @@ Outputs under ``--out_dir`` (default ``data/local/bandwidth``): ``nb/<name>.wav`
 inventory prompt: ``name, nb_source, nb_wav, wb_wav, samples, duration, status,
 detail``; status is ``ok`` or the reason nothing was written (``no_audio``,
 ``missing_source``, ``corrupt_audio``, ``length_mismatch``).  Stage 3 turns
-these into counted skips.  A ``.done`` marker records the NB source; a rerun
-with the same source does nothing (``--force`` redoes it).
+these into counted skips.  A ``.done`` stage marker (``local.stage``) records the
+options; a rerun with the same options does nothing (``--force`` redoes it).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -38,9 +37,11 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from asterisk_data import clean_field, display_path, flat_name, read_tsv, setup_logging, write_tsv  # noqa: E402
-from channel import simulate_narrowband, upsample_to_16k  # noqa: E402
+from local.asterisk_data import clean_field, flat_name
+from local.channel import simulate_narrowband, upsample_to_16k
+from local.file_io import display_path, read_tsv, write_tsv
+from local.log import setup_logging
+from local.stage import mark_done, stage_done, start_stage
 
 COLUMNS = ["name", "nb_source", "nb_wav", "wb_wav", "samples", "duration", "status", "detail"]
 TARGET_RATE = 16000
@@ -53,7 +54,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--nb_source", default="real", choices=["real", "simulated"])
     p.add_argument("--max_len_diff", default=0.02, type=float, help="seconds")
     p.add_argument("--force", action="store_true")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
     return p
 
 
@@ -92,14 +93,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     start = time.time()
     out_dir: Path = args.out_dir
     marker, table = out_dir / ".done", out_dir / "bandwidth.tsv"
-    if marker.exists() and table.exists() and not args.force:
-        done = json.loads(marker.read_text())
-        if done.get("nb_source") == args.nb_source:
-            logging.info("%s exists (nb_source=%s): stage already done; --force to redo", marker, args.nb_source)
-            return 0
-        logging.info("previous run used nb_source=%s: redoing with %s", done.get("nb_source"), args.nb_source)
-    if marker.exists():
-        marker.unlink()
+    config = {"inventory": str(args.inventory), "nb_source": args.nb_source, "max_len_diff": args.max_len_diff}
+    if not args.force and stage_done(marker, config, [table]):
+        return 0
+    start_stage(marker)
     if not args.inventory.exists():
         logging.error("inventory %s not found: run local/fetch_asterisk.py first", args.inventory)
         return 1
@@ -148,7 +145,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.info("pairs written: %d (%.1f min per bandwidth); clipped samples: %d",
                  status_counts["ok"], seconds / 60, total_clipped)
     logging.info("wrote %s in %.1f s", table, time.time() - start)
-    marker.write_text(json.dumps({"nb_source": args.nb_source, **dict(status_counts)}) + "\n")
+    mark_done(marker, config, dict(status_counts))
     return 0
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import shutil
 import sys
 import time
@@ -46,14 +45,13 @@ from typing import List, Optional
 
 import sentencepiece as spm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from asterisk_data import setup_logging  # noqa: E402
+from local.data_dir import BANDWIDTH_TOKENS, LANG_TOKEN, NA_TOKEN, NOTIME_TOKEN, PROMPT_RE, TASK_TOKENS, prompt_text
+from local.log import setup_logging
 
-GUIDING_TOKENS = ["<asr>", "<st_fra>", "<nb>", "<wb>"]
-S2T_TOKENS = ["<na>", "<notimestamps>", "<eng>"]
+GUIDING_TOKENS = [*TASK_TOKENS.values(), *BANDWIDTH_TOKENS.values()]
+S2T_TOKENS = [NA_TOKEN, NOTIME_TOKEN, LANG_TOKEN]
 TAIL_TOKENS = ["<sos>", "<eos>", "<sop>"]
 SPM_RESERVED = 3  # <unk> <s> </s> at ids 0..2
-PREFIX_RE = re.compile(r"^(?:<[^<>\s]+>)+\s*")
 SPACE = "\u2581"
 
 
@@ -80,7 +78,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", default=777, type=int)
     p.add_argument("--timestamps", default="ends", choices=["ends", "all"],
                    help="timestamp tokens: the range's two ends (untimed text) or all 1501 (OWSM)")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
     return p
 
 
@@ -92,7 +90,7 @@ def training_sentences(text_file: Path) -> List[str]:
             parts = line.rstrip("\n").split(" ", 1)
             if len(parts) < 2:
                 continue
-            sentence = PREFIX_RE.sub("", parts[1]).strip()
+            sentence = PROMPT_RE.sub("", parts[1]).strip()
             if sentence and sentence not in seen:
                 seen.add(sentence)
                 out.append(sentence)
@@ -123,9 +121,9 @@ def check_token_list(tokens: List[str], sp: spm.SentencePieceProcessor, timestam
             raise AssertionError(f"{tok} is not a single piece: {sp.encode_as_pieces(tok)}")
     if SPACE not in index:
         raise AssertionError("the lone '\u2581' piece is not in the vocabulary")
-    probe = "<eng><asr><notimestamps> hello"
+    probe = prompt_text("asr", "hello")
     pieces = sp.encode_as_pieces(probe)
-    if pieces[:4] != [SPACE, "<eng>", "<asr>", "<notimestamps>"]:
+    if pieces[:4] != [SPACE, LANG_TOKEN, TASK_TOKENS["asr"], NOTIME_TOKEN]:
         raise AssertionError(f"{probe!r} -> {pieces}: first piece must be the lone {SPACE!r}")
 
 
@@ -180,8 +178,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     shutil.move(tmp, out_dir / "tokens.txt")
     logging.info("token list %s: %d tokens (%d learned pieces + %d specials + <blank> <unk> <sos> <eos> <sop>)",
                  out_dir / "tokens.txt", len(tokens), learned, len(symbols))
-    logging.info("probe %r -> %s", "<eng><st_fra><notimestamps> bonjour",
-                 sp.encode_as_pieces("<eng><st_fra><notimestamps> bonjour"))
+    probe = prompt_text("st_fra", "bonjour")
+    logging.info("probe %r -> %s", probe, sp.encode_as_pieces(probe))
     logging.info("done in %.1f s", time.time() - start)
     return 0
 

@@ -3,9 +3,9 @@
 
 Usage::
 
-    python3 local/merge_decode.py --nj N --dir DIR
+    python -m local.merge_decode --nj N --dir DIR
 
-    python3 local/merge_decode.py --nj N --dir DIR --task st_fra --out_dir OUT
+    python -m local.merge_decode --nj N --dir DIR --task st_fra --out_dir OUT
 
 reads the keys of ``DIR/keys.{1..N}.scp`` (from local/split_keys.py) and
 concatenates ``DIR/output.J/[<task>/]1best_recog/<file>`` for ``<file>`` in text,

@@ -13,7 +13,7 @@
 # Stages:
 #   1: data, tokens and feature stats once: run.sh stages 1-5 (first variant's config; the
 #      variants differ only in encoder/decoder, so they share them)
-#   2: per seed, per variant: run.sh stages 6-9 with --tag <variant>_seed<seed> and
+#   2: per seed, per variant: run.sh stages 6-9 with --tag [<corpus>_]<variant>_seed<seed> and
 #      --train_args "<train_args> --seed <seed>" -> exp/[<corpus>_]<variant>_seed<seed>
 #      (a run whose results.json exists is skipped unless --skip_done false); output of
 #      each run.sh call in exp/table_<name>/logs/
@@ -62,7 +62,7 @@ log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (run_table.sh:${BASH_LINENO[0]}) $*";
 [ -n "${name}" ] || name=${corpus}
 declare table_dir=exp/table_${name}   # (declare: not an option in --help)
 declare prefix=""
-[ "${corpus}" = asterisk ] || prefix="${corpus}_"   # run.sh's tag prefix for other corpora
+[ "${corpus}" = asterisk ] || prefix="${corpus}_"   # run names of other corpora start with it
 eval "extra=(${run_args})"   # --run_args as shell words
 read -r -a variant_list <<< "${variants}"
 read -r -a seed_list <<< "${seeds}"
@@ -84,21 +84,21 @@ declare -a failed=()
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     for seed in "${seed_list[@]}"; do
         for v in "${variant_list[@]}"; do
-            tag=${v}_seed${seed}
-            if [ "${skip_done}" = true ] && [ -f "exp/${prefix}${tag}/results.json" ]; then
-                log "Stage 2: exp/${prefix}${tag}/results.json exists; skipped"
+            tag=${prefix}${v}_seed${seed}   # run.sh uses an explicit --tag as given
+            if [ "${skip_done}" = true ] && [ -f "exp/${tag}/results.json" ]; then
+                log "Stage 2: exp/${tag}/results.json exists; skipped"
                 continue
             fi
-            log "Stage 2: ${tag}: train, decode, score, pack (run.sh stages 6-9) -> exp/${prefix}${tag}"
+            log "Stage 2: ${tag}: train, decode, score, pack (run.sh stages 6-9) -> exp/${tag}"
             start=$(date +%s)
             if ./run.sh "${extra[@]}" --stage 6 --stop_stage 9 --corpus "${corpus}" --ngpu "${ngpu}" \
                     --nj "${nj}" --train_config "${config_dir}/train_${v}${config_suffix}.yaml" --tag "${tag}" \
                     --train_args "${train_args} --seed ${seed}" --inference_args "${inference_args}" \
-                    > "${table_dir}/logs/${prefix}${tag}.log" 2>&1; then
+                    > "${table_dir}/logs/${tag}.log" 2>&1; then
                 log "Stage 2: ${tag} done in $(( $(date +%s) - start )) s"
             else
-                log "Stage 2: ${tag} FAILED; last lines of ${table_dir}/logs/${prefix}${tag}.log:"
-                tail -n 30 "${table_dir}/logs/${prefix}${tag}.log" >&2
+                log "Stage 2: ${tag} FAILED; last lines of ${table_dir}/logs/${tag}.log:"
+                tail -n 30 "${table_dir}/logs/${tag}.log" >&2
                 failed+=("${tag}")
                 [ "${keep_going}" = true ] || exit 1
             fi
@@ -113,7 +113,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         publish_opts=(--publish_md RESULTS.md --publish_json "results/table_${name}.json"
                       --publish_png "results/table_${name}.png" --section "table_${name}")
     fi
-    python local/make_table.py --exp_template "exp/${prefix}{variant}_seed{seed}" \
+    python -m local.make_table --exp_template "exp/${prefix}{variant}_seed{seed}" \
         --variants "${variants}" --seeds "${seeds}" --spread "${spread}" --out_dir "${table_dir}" \
         --title "S-MoE vs baselines: ${corpus}, train_*${config_suffix}.yaml, seeds ${seeds}" \
         --command "${CMD_LINE}" --note "${note}" "${publish_opts[@]}"

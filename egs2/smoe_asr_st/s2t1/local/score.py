@@ -3,7 +3,7 @@
 
 Usage::
 
-    python3 local/score.py --data_dir data \\
+    python -m local.score --data_dir data \\
         --decode_dir exp/<tag>/decode_<inference_tag> \\
         --test_sets "test_nb test_wb" --tasks "asr st_fra" --out_dir exp/<tag>
 

@@ -40,8 +40,8 @@ most 25 %; only units with at least one French translation), then to dev
 ``--max_prompts N`` then keeps a seeded slice of N prompts with every split
 non-empty (CI runs); the rest are logged as ``max_prompts_slice``.
 
-Output contract: see ``write_train_dir``/``write_test_dir`` (data/train,
-data/dev, data/test_nb, data/test_wb), plus ``<local_dir>/skipped.tsv``,
+Output: S2T data dirs (``local/data_dir.py``, validated when written) data/train,
+data/dev (ASR and ST utterances), data/test_nb, data/test_wb (one per prompt), plus ``<local_dir>/skipped.tsv``,
 ``<local_dir>/split_families.tsv`` and ``<local_dir>/split_summary.json``.
 """
 
@@ -58,24 +58,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from asterisk_data import (  # noqa: E402
-    c_sorted,
-    is_silence,
-    normalize_text,
-    prompt_family,
-    read_tsv,
-    setup_logging,
-    utt_base,
-    write_tsv,
-)
+from local.asterisk_data import is_silence, normalize_text, prompt_family, utt_base
+from local.data_dir import add_utterance, new_files, write_data_dir
+from local.file_io import read_tsv, write_tsv
+from local.log import setup_logging
 
-LANG_TOKEN = "<eng>"
-ASR_TOKEN = "<asr>"
-ST_TOKEN = "<st_fra>"
-NOTIME_TOKEN = "<notimestamps>"
-NA_TOKEN = "<na>"
-BW_TOKENS = {"nb": "<nb>", "wb": "<wb>"}
 SPLITS = ("train", "dev", "test")
 SKIP_COLUMNS = ["name", "scope", "split", "reason", "detail"]
 
@@ -109,7 +96,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", default=777, type=int)
     p.add_argument("--max_prompts", default=0, type=int, help="0 = all; else a small slice for CI")
     p.add_argument("--abs_paths", action="store_true", help="absolute paths in wav.scp")
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
     return p
 
 
@@ -299,15 +286,6 @@ def take_slice(
 
 
 # --------------------------------------------------------------------------- writing
-def write_kaldi_file(path: Path, entries: Dict[str, str]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for key in c_sorted(entries):
-            value = entries[key]
-            if "\n" in value or "\t" in value or "\r" in value:
-                raise ValueError(f"{path}: tab/newline in value for {key}")
-            f.write(f"{key} {value}\n")
-
-
 def _wav_path(path: str, absolute: bool) -> str:
     out = str(Path(path).absolute()) if absolute else path
     if any(c.isspace() for c in out):
@@ -315,59 +293,30 @@ def _wav_path(path: str, absolute: bool) -> str:
     return out
 
 
-def prompt_text(task_token: str, text: str) -> str:
-    return f"{LANG_TOKEN}{task_token}{NOTIME_TOKEN} {text}"
-
-
-def write_common(out: Path, files: Dict[str, Dict[str, str]]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    utts = files["wav.scp"]
-    files["utt2spk"] = {u: u for u in utts}
-    files["spk2utt"] = {u: u for u in utts}
-    for fname, entries in files.items():
-        if set(entries) != set(utts):
-            raise AssertionError(f"{out}/{fname}: utterance set differs from wav.scp")
-        write_kaldi_file(out / fname, entries)
-
-
 def write_train_dir(out: Path, prompts: List[Prompt], absolute: bool) -> Dict[str, int]:
-    """data/train, data/dev: (prompt, bw) x (asr, st_fra); files wav.scp text text.ctc
-    text.prev utt2spk spk2utt utt2bw, utt ids ``<base>_asr``/``<base>_st_fra``."""
-    files: Dict[str, Dict[str, str]] = {k: {} for k in ("wav.scp", "text", "text.ctc", "text.prev", "utt2bw")}
+    """data/train, data/dev: (prompt, bw) x (asr, st_fra), utt ids ``<base>_asr``/``<base>_st_fra``."""
+    files = new_files()
     counts = Counter()
     for p in prompts:
         for bw, wav in (("nb", p.nb_wav), ("wb", p.wb_wav)):
-            base = utt_base(p.name, bw)
-            tasks = [("asr", ASR_TOKEN, p.en)] + ([("st_fra", ST_TOKEN, p.fr)] if p.fr else [])
-            for suffix, token, target in tasks:
-                utt = f"{base}_{suffix}"
-                files["wav.scp"][utt] = _wav_path(wav, absolute)
-                files["text"][utt] = prompt_text(token, target)
-                files["text.ctc"][utt] = p.en
-                files["text.prev"][utt] = NA_TOKEN
-                files["utt2bw"][utt] = BW_TOKENS[bw]
-                counts[f"{suffix}_{bw}"] += 1
-    write_common(out, files)
+            for task, target in [("asr", p.en)] + ([("st_fra", p.fr)] if p.fr else []):
+                add_utterance(files, f"{utt_base(p.name, bw)}_{task}", _wav_path(wav, absolute), bw, task, target, p.en)
+                counts[f"{task}_{bw}"] += 1
+    write_data_dir(out, files)
     return dict(counts)
 
 
 def write_test_dir(out: Path, prompts: List[Prompt], bw: str, absolute: bool) -> Dict[str, int]:
-    """data/test_nb, data/test_wb: utt id ``<base>``; wav.scp text text.ctc text.prev
-    text.asr text.st_fra utt2spk spk2utt utt2bw."""
-    keys = ("wav.scp", "text", "text.ctc", "text.prev", "text.asr", "text.st_fra", "utt2bw")
-    files: Dict[str, Dict[str, str]] = {k: {} for k in keys}
+    """data/test_nb, data/test_wb: utt id ``<base>``, with the references text.asr and text.st_fra."""
+    files = new_files()
     for p in prompts:
         if not p.fr:
             raise AssertionError(f"test prompt {p.name} has no French reference")
         utt = utt_base(p.name, bw)
-        files["wav.scp"][utt] = _wav_path(p.nb_wav if bw == "nb" else p.wb_wav, absolute)
-        files["text"][utt] = prompt_text(ASR_TOKEN, p.en)
-        files["text.ctc"][utt] = p.en
-        files["text.prev"][utt] = NA_TOKEN
+        add_utterance(files, utt, _wav_path(p.nb_wav if bw == "nb" else p.wb_wav, absolute), bw, "asr", p.en, p.en)
         files["text.asr"][utt] = p.en
         files["text.st_fra"][utt] = p.fr
-        files["utt2bw"][utt] = BW_TOKENS[bw]
-    write_common(out, files)
+    write_data_dir(out, files)
     return {"utts": len(prompts)}
 
 

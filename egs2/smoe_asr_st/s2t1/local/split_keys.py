@@ -3,7 +3,7 @@
 
 Usage::
 
-    nj=$(python3 local/split_keys.py --scp data/test_nb/wav.scp --nj 8 --out_dir DIR)
+    nj=$(python -m local.split_keys --scp data/test_nb/wav.scp --nj 8 --out_dir DIR)
 
 writes ``DIR/keys.1.scp .. DIR/keys.<nj>.scp``. Every key lands in exactly one
 file, in the order of the scp; chunk sizes differ by at most one. ``nj`` is

@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+from local.score import normalize_for_wer
+
 
 @pytest.fixture(scope="module")
 def recipe_run(tmp_path_factory, scratch_recipe):
@@ -18,8 +20,8 @@ def recipe_run(tmp_path_factory, scratch_recipe):
     with open(log, "w") as f:
         proc = subprocess.run(
             # no tts_ui slice here (its TTS build is minutes); train_mix is then Asterisk's train
-            ["./run.sh", "--max_prompts", "24", "--tts_ui_sizes", "0 0 0", "--nj", "2", "--train_args", "--max_epoch 2 --num_iters_per_epoch 8",
-             "--inference_args", "--beam_size 2"],
+            ["./run.sh", "--max_prompts", "24", "--tts_ui_sizes", "0 0 0", "--nj", "2",
+             "--train_args", "--max_epoch 2 --num_iters_per_epoch 8", "--inference_args", "--beam_size 2"],
             cwd=recipe, stdout=f, stderr=subprocess.STDOUT,
         )
     text = log.read_text()
@@ -44,15 +46,26 @@ def test_results_hold_every_test_utterance_for_both_tasks(recipe_run):
     got = {(r["task"], r["bandwidth"]): r for r in results}
     assert set(got) == {("asr", "nb"), ("asr", "wb"), ("st_fra", "nb"), ("st_fra", "wb")}
     decode = next(exp.glob("decode_*"))
+    summary = json.loads((recipe / "data/local/split_summary.json").read_text())
     for bw in ("nb", "wb"):
         keys = set(read_kaldi(recipe / f"data/test_{bw}/wav.scp"))
-        assert len(keys) > 0
+        # every test prompt of the split is decoded and scored, in both tasks
+        assert len(keys) == summary["test"]["utts_per_set"] == summary["test"]["prompts"]
         assert got[("asr", bw)]["num_utts"] == got[("st_fra", bw)]["num_utts"] == len(keys)
         for task in ("asr", "st_fra"):
             # one process decoded both tasks; each task's merged output holds every key
             hyps = read_kaldi(decode / f"test_{bw}_{task}/1best_recog/text_nospecial")
             assert set(hyps) == keys, (task, bw, sorted(set(hyps) ^ keys)[:5])
             assert (decode / f"test_{bw}/output.1/{task}/1best_recog/token").is_file()
+        # the WER is the one of these references and hypotheses: counts recomputed here
+        asr = got[("asr", bw)]
+        refs = read_kaldi(recipe / f"data/test_{bw}/text.asr")
+        hyps = read_kaldi(decode / f"test_{bw}_asr/1best_recog/text_nospecial")
+        assert asr["num_words"] == sum(len(normalize_for_wer(refs[k]).split()) for k in keys)
+        assert asr["corr"] + asr["sub"] + asr["ins"] == sum(len(normalize_for_wer(hyps[k]).split()) for k in keys)
+        assert asr["wer"] == pytest.approx(100.0 * (asr["sub"] + asr["del"] + asr["ins"]) / asr["num_words"])
+        for metric in ("bleu", "chrf"):
+            assert isinstance(got[("st_fra", bw)][metric], float), metric
     md = (exp / "RESULTS.md").read_text()
     assert "WER" in md and "BLEU" in md
 

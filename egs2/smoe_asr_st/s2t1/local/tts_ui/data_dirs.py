@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """tts_ui data stage: Kaldi-style S2T data dirs from the plan and the channel-stage audio.
 
 * ``<out_data>/tts_ui_train``, ``tts_ui_dev``: every utterance twice, ``<base>_asr`` with text
@@ -14,23 +13,15 @@ without audio (TTS or channel failure) are left out and counted.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from collections import defaultdict
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tts_ui.common import CORPUS, setup_logging  # noqa: E402
-from tts_ui.degrade import output_dirs  # noqa: E402
-from tts_ui.manifest import Manifest  # noqa: E402
-from tts_ui.plan import TEST_SPLITS, read_plan  # noqa: E402
-
-SRC_LANG, TGT_LANG = "eng", "fra"
-NO_PREV = "<na>"
-NOTIME = "<notimestamps>"
+from local.data_dir import add_utterance, new_files, write_data_dir
+from local.tts_ui.common import CORPUS
+from local.tts_ui.degrade import output_dirs
+from local.tts_ui.manifest import Manifest
+from local.tts_ui.plan import TEST_SPLITS, read_plan
 
 
 def data_dir_name(split: str, bw: str | None = None) -> str:
@@ -41,58 +32,19 @@ def data_dir_name(split: str, bw: str | None = None) -> str:
     return f"{CORPUS}_{split}"
 
 
-def asr_text(en: str) -> str:
-    return f"<{SRC_LANG}><asr>{NOTIME} {en}"
-
-
-def st_text(fr: str) -> str:
-    return f"<{SRC_LANG}><st_{TGT_LANG}>{NOTIME} {fr}"
-
-
-def write_kaldi_file(path: Path, rows: dict[str, str]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for key in sorted(rows):
-            f.write(f"{key} {rows[key]}\n")
-
-
-def check_sorted_speakers(utt2spk: dict[str, str]) -> None:
-    """Kaldi's rule: sorting by utterance and by (speaker, utterance) must give the same order."""
-    by_utt = sorted(utt2spk)
-    by_spk = sorted(utt2spk, key=lambda u: (utt2spk[u], u))
-    if by_utt != by_spk:
-        raise ValueError("utterance ids do not sort with their speaker ids (Kaldi sorting rule)")
-    for utt, spk in utt2spk.items():
-        if not utt.startswith(spk):
-            raise ValueError(f"utterance {utt} does not start with its speaker id {spk}")
-
-
-def write_data_dir(out: Path, entries: list[dict], tasks: bool) -> int:
+def write_split_dir(out: Path, entries: list[dict], tasks: bool) -> int:
     """entries: {base, voice, wav, bw, en, fr}. Returns number of utterances written."""
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, dict[str, str]] = defaultdict(dict)
+    files, utt2spk = new_files(), {}
     for e in entries:
-        base = e["base"]
         if tasks:
-            variants = [(f"{base}_asr", asr_text(e["en"])), (f"{base}_st_{TGT_LANG}", st_text(e["fr"]))]
+            for task, target in (("asr", e["en"]), ("st_fra", e["fr"])):
+                add_utterance(files, f"{e['base']}_{task}", e["wav"], e["bw"], task, target, e["en"])
+                utt2spk[f"{e['base']}_{task}"] = e["voice"]
         else:
-            variants = [(base, asr_text(e["en"]))]
-            files["text.asr"][base] = e["en"]
-            files[f"text.st_{TGT_LANG}"][base] = e["fr"]
-        for utt, text in variants:
-            files["wav.scp"][utt] = e["wav"]
-            files["text"][utt] = text
-            files["text.ctc"][utt] = e["en"]
-            files["text.prev"][utt] = NO_PREV
-            files["utt2spk"][utt] = e["voice"]
-            files["utt2bw"][utt] = f"<{e['bw']}>"
-    check_sorted_speakers(files["utt2spk"])
-    spk2utt: dict[str, list[str]] = defaultdict(list)
-    for utt in sorted(files["utt2spk"]):
-        spk2utt[files["utt2spk"][utt]].append(utt)
-    files["spk2utt"] = {spk: " ".join(utts) for spk, utts in spk2utt.items()}
-    for name, rows in files.items():
-        write_kaldi_file(out / name, rows)
-    return len(files["wav.scp"])
+            add_utterance(files, e["base"], e["wav"], e["bw"], "asr", e["en"], e["en"])
+            files["text.asr"][e["base"]], files["text.st_fra"][e["base"]] = e["en"], e["fr"]
+            utt2spk[e["base"]] = e["voice"]
+    return write_data_dir(out, files, utt2spk)
 
 
 def run_data(work_dir: Path, audio_dir: Path, out_data: Path, splits=("train", "dev", *TEST_SPLITS)) -> dict:
@@ -127,7 +79,7 @@ def run_data(work_dir: Path, audio_dir: Path, out_data: Path, splits=("train", "
                     missing += dropped
                 groups[k] = [e for e in groups[k] if e["base"] in common]
         for (name, _), entries in sorted(groups.items()):
-            n = write_data_dir(out_data / name, entries, tasks=split not in TEST_SPLITS)
+            n = write_split_dir(out_data / name, entries, tasks=split not in TEST_SPLITS)
             nb = sum(e["bw"] == "nb" for e in entries)
             summary[name] = {"utterances": len(entries), "entries": n, "nb": nb, "wb": len(entries) - nb,
                              "voices": len({e["voice"] for e in entries})}
@@ -137,22 +89,3 @@ def run_data(work_dir: Path, audio_dir: Path, out_data: Path, splits=("train", "
             logging.warning("%s: %d planned outputs without audio were left out", split, missing)
             summary[f"{split}_missing"] = missing
     return summary
-
-
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work_dir", type=Path, required=True)
-    p.add_argument("--audio_dir", type=Path, required=True)
-    p.add_argument("--out_data", type=Path, default=Path("data"))
-    p.add_argument("--verbose", type=int, default=1)
-    return p
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = get_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    return run_data(args.work_dir, args.audio_dir, args.out_data)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """tts_ui channel stage: room, noise, level and bandwidth applied to the clean TTS utterances.
 
 Per plan item: optional shoebox room response (pyroomacoustics, from a seeded room bank),
@@ -14,23 +13,18 @@ Outputs ``<audio_dir>/{train,dev}/<utt>.flac`` and
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import soundfile as sf
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-
-from tts_ui.common import SPLITS, parallel_map, setup_logging, utt_rng  # noqa: E402
-from tts_ui.manifest import Manifest, item_digest  # noqa: E402
-from tts_ui.plan import TEST_SPLITS, add_plan_arguments, plan_config_from_args, read_plan, write_plans  # noqa: E402
-from tts_ui.synth import SAMPLE_RATE, tts_digest, write_flac  # noqa: E402
+from local.tts_ui.common import SPLITS, parallel_map, utt_rng
+from local.tts_ui.manifest import Manifest, item_digest
+from local.tts_ui.plan import TEST_SPLITS, read_plan
+from local.tts_ui.synth import SAMPLE_RATE, tts_digest, write_flac
 
 CHANNEL_VERSION = 1  # bump when the processing below changes (invalidates finished files)
 
@@ -152,7 +146,7 @@ def to_bandwidth(wave: np.ndarray, bw: str) -> np.ndarray:
         return wave
     import torch
 
-    import channel  # local/channel.py
+    from local import channel
 
     narrow = channel.simulate_narrowband(torch.from_numpy(wave), SAMPLE_RATE)  # 8 kHz
     return channel.upsample_to_16k(narrow, 8000).numpy().astype(np.float32)
@@ -254,27 +248,3 @@ def run_channel(work_dir: Path, audio_dir: Path, nj: int = 1, seed: int | None =
     logging.info("channel stage done in %.1f s (%d processed now, %d failed)", time.time() - t0,
                  len(jobs) - len(failures), len(failures))
     return summary
-
-
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work_dir", type=Path, required=True)
-    p.add_argument("--audio_dir", type=Path, required=True)
-    p.add_argument("--nj", type=int, default=2)
-    p.add_argument("--replan", action="store_true",
-                   help="rewrite the plan from the options below (default: use the existing plan)")
-    p.add_argument("--verbose", type=int, default=1)
-    add_plan_arguments(p)
-    return p
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = get_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    if args.replan or not (args.work_dir / "plan" / "config.json").exists():
-        write_plans(args.work_dir / "text", args.work_dir / "plan", plan_config_from_args(args))
-    return run_channel(args.work_dir, args.audio_dir, nj=args.nj)
-
-
-if __name__ == "__main__":
-    main()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tts_ui.common import config_digest
+from local.stage import config_digest
 
 
 def item_digest(*parts) -> str:

@@ -12,7 +12,9 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tts_ui.common import SPLITS, config_digest, read_tsv, utt_rng
+from local.file_io import read_tsv
+from local.stage import config_digest
+from local.tts_ui.common import SPLITS, utt_rng
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Build the tts_ui corpus end to end: text -> plan -> speech -> channel -> data dirs.
 
+The one entry point of the corpus: ``--stage``/``--stop_stage`` run a part of it.
 Resumable: the text stage is skipped when finished with the same options, the plan is
 deterministic, and the speech/channel stages skip every file already made from the same plan
 entry. Example (from egs2/smoe_asr_st/s2t1):
 
-    python local/tts_ui/prepare.py --out_data data --audio_dir downloads/tts_ui/audio \\
+    python -m local.tts_ui.prepare --out_data data --audio_dir downloads/tts_ui/audio \\
         --num_train 20000 --num_dev 1000 --num_test 1000 --nj 2 --seed 1
 
 Data dirs: data/tts_ui_{train,dev,test_nb,test_wb} and data/ddtp_test_{nb,wb}.
@@ -16,20 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tts_ui import debian  # noqa: E402
-from tts_ui.common import setup_logging  # noqa: E402
-from tts_ui.data_dirs import run_data  # noqa: E402
-from tts_ui.degrade import run_channel  # noqa: E402
-from tts_ui.plan import add_plan_arguments, plan_config_from_args, write_plans  # noqa: E402
-from tts_ui.synth import run_speech  # noqa: E402
-from tts_ui.text_prep import GETTEXT_PACKAGES, LANG, build_text  # noqa: E402
+from local import debian
+from local.log import setup_logging
+from local.tts_ui.data_dirs import run_data
+from local.tts_ui.degrade import run_channel
+from local.tts_ui.plan import add_plan_arguments, plan_config_from_args, write_plans
+from local.tts_ui.synth import run_speech
+from local.tts_ui.text_prep import GETTEXT_PACKAGES, LANG, build_text
 
 STAGES = ("text", "plan", "speech", "channel", "data")
 
@@ -55,7 +52,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="Translation-en and Translation-fr files (default: a private apt-get update)")
     p.add_argument("--apt_mirror", default=debian.DEFAULT_MIRROR)
     p.add_argument("--apt_suite", default=None, help="default: this machine's Debian codename")
-    p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("--force", action="store_true", help="redo the text stage even if finished with the same options")
+    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
     add_plan_arguments(p)
     return p
 
@@ -77,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
                                     num_ddtp, seed=args.seed, nj=args.nj, packages=tuple(args.packages),
                                     ddtp=num_ddtp > 0, deb_dir=args.deb_dir,
                                     ddtp_lists=tuple(args.ddtp_lists) if args.ddtp_lists else None,
-                                    offline=args.offline, apt=apt)
+                                    offline=args.offline, apt=apt, force=args.force)
         times["text"] = time.time() - t
     cfg = plan_config_from_args(args)
     if run["plan"]:

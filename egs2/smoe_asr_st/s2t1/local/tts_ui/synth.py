@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """tts_ui speech stage: synthesise the clean 16 kHz utterances of the plan with flite / espeak-ng.
 
 Reads ``<work_dir>/plan/<split>.jsonl`` (made from ``<work_dir>/text`` if missing) and writes
@@ -8,33 +7,22 @@ manifest and skipped on a rerun. Failures are listed in ``<work_dir>/speech/fail
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import soundfile as sf
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-
-from tts_ui import debian  # noqa: E402
-from tts_ui.common import SPLITS, parallel_map, setup_logging, write_tsv  # noqa: E402
-from tts_ui.manifest import Manifest, item_digest  # noqa: E402
-from tts_ui.plan import (  # noqa: E402
-    VOICE_BY_ID,
-    PlanConfig,
-    add_plan_arguments,
-    plan_config_from_args,
-    read_plan,
-    write_plans,
-)
+from local import debian
+from local.file_io import write_tsv
+from local.tts_ui.common import SPLITS, parallel_map
+from local.tts_ui.manifest import Manifest, item_digest
+from local.tts_ui.plan import VOICE_BY_ID, PlanConfig, read_plan, write_plans
 
 SAMPLE_RATE = 16000
 TTS_VERSION = 2  # bump when synthesis changes (invalidates finished clean files)
@@ -169,25 +157,3 @@ def run_speech(
     summary["failed"] = len(failures)
     logging.info("speech stage done in %.1f s", time.time() - t0)
     return summary
-
-
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work_dir", type=Path, required=True)
-    p.add_argument("--audio_dir", type=Path, required=True)
-    p.add_argument("--cache_dir", type=Path, default=Path("downloads/tts_ui"))
-    p.add_argument("--nj", type=int, default=2)
-    p.add_argument("--verbose", type=int, default=1)
-    add_plan_arguments(p)
-    return p
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = get_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    return run_speech(args.work_dir, args.audio_dir, args.cache_dir, nj=args.nj,
-                      cfg=plan_config_from_args(args))
-
-
-if __name__ == "__main__":
-    main()

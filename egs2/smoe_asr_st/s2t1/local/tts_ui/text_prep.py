@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """tts_ui text stage: human en->fr sentence pairs from Debian gettext catalogs and DDTP.
 
 Sources
@@ -19,32 +18,22 @@ Outputs in ``--work_dir``: ``text/{train,dev,test,ddtp_test}.tsv`` (text_id, cat
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
 import subprocess
-import sys
 import tarfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import polib
 
-import polib  # noqa: E402
-
-from tts_ui import debian  # noqa: E402
-from tts_ui.common import (  # noqa: E402
-    mark_done,
-    parallel_map,
-    setup_logging,
-    stage_done,
-    utt_rng,
-    write_tsv,
-)
-from tts_ui.speakable import REASONS, check_pair, dedup_key  # noqa: E402
+from local import debian
+from local.file_io import write_tsv
+from local.stage import mark_done, stage_done
+from local.tts_ui.common import parallel_map, utt_rng
+from local.tts_ui.speakable import REASONS, check_pair, dedup_key
 
 LANG = "fr"
 GETTEXT_PACKAGES = (
@@ -443,45 +432,3 @@ def build_text(
     logging.info("text stage done in %.1f s: %s", time.time() - t0,
                  ", ".join(f"{k}={v['sampled']}" for k, v in summary_splits.items()))
     return summary
-
-
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work_dir", type=Path, required=True, help="text/ is written here")
-    p.add_argument("--cache_dir", type=Path, default=Path("downloads/tts_ui"),
-                   help="apt state, .debs and extracted catalogs (reused between runs)")
-    p.add_argument("--num_train", type=int, default=20000)
-    p.add_argument("--num_dev", type=int, default=1000)
-    p.add_argument("--num_test", type=int, default=1000)
-    p.add_argument("--num_ddtp_test", type=int, default=None, help="default: --num_test")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--nj", type=int, default=2)
-    p.add_argument("--packages", nargs="*", default=list(GETTEXT_PACKAGES), help="gettext packages")
-    p.add_argument("--no_ddtp", action="store_true", help="skip the DDTP out-of-domain test set")
-    p.add_argument("--deb_dir", type=Path, default=None, help="default: <cache_dir>/debs")
-    p.add_argument("--ddtp_lists", type=Path, nargs=2, default=None, metavar=("EN", "FR"),
-                   help="Translation-en and Translation-fr files (default: a private apt-get update)")
-    p.add_argument("--offline", action="store_true", help="use only what is cached, never call apt")
-    p.add_argument("--apt_mirror", default=debian.DEFAULT_MIRROR)
-    p.add_argument("--apt_suite", default=None, help="default: this machine's Debian codename")
-    p.add_argument("--force", action="store_true", help="redo even if finished with the same options")
-    p.add_argument("--verbose", type=int, default=1)
-    return p
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = get_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    apt = debian.PrivateApt(args.cache_dir / "apt", mirror=args.apt_mirror,
-                            suite=args.apt_suite or debian.system_codename(), languages=("en", LANG))
-    return build_text(
-        args.work_dir, args.cache_dir, args.num_train, args.num_dev, args.num_test,
-        args.num_test if args.num_ddtp_test is None else args.num_ddtp_test, seed=args.seed, nj=args.nj,
-        packages=tuple(args.packages), ddtp=not args.no_ddtp, deb_dir=args.deb_dir,
-        ddtp_lists=tuple(args.ddtp_lists) if args.ddtp_lists else None, offline=args.offline, apt=apt,
-        force=args.force,
-    )
-
-
-if __name__ == "__main__":
-    main()

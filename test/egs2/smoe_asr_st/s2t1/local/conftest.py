@@ -1,8 +1,8 @@
 """Shared set-up for the tests of egs2/smoe_asr_st/s2t1/local/.
 
-1. Puts the recipe's ``local/`` folder on ``sys.path`` so tests import the
-   scripts as modules (``import score``, ``import launch``, ``import split_data``...).
-2. Fixtures for the data-preparation tests (stages 1-4): a tiny fake Asterisk
+Tests import the recipe's modules as ``from local import score`` (pytest.ini puts
+the recipe dir on ``sys.path``, as ``python -m local.<module>`` does from it).
+Fixtures for the data-preparation tests (stages 1-4): a tiny fake Asterisk
    core-sounds corpus synthesised in a temp dir: 8 kHz PCM16 .wav files and
    G.722 files encoded from the 16 kHz version of the same signal (sample-exact
    pairs, like the real packages), and transcripts in the real ``name: text``
@@ -25,9 +25,6 @@ import pytest
 import soundfile as sf
 
 RECIPE_DIR = Path(__file__).resolve().parents[5] / "egs2" / "smoe_asr_st" / "s2t1"
-LOCAL_DIR = RECIPE_DIR / "local"
-if str(LOCAL_DIR) not in sys.path:
-    sys.path.insert(0, str(LOCAL_DIR))
 
 SOUNDS_SUBDIR = Path("usr/share/asterisk/sounds/en_US_f_Allison")
 EN_DOC = Path("usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
@@ -226,9 +223,7 @@ def fake_tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory, fake_tree) -> Dict[str, Path]:
     """Stages 1-3 run once on the fake tree (absolute paths everywhere)."""
-    import fetch_asterisk
-    import make_bandwidth
-    import split_data
+    from local import fetch_asterisk, make_bandwidth, split_data
 
     work = tmp_path_factory.mktemp("recipe")
     paths = {

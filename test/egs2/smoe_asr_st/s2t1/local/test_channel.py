@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import channel
+from local import channel
 
 
 def band_fraction(wave: torch.Tensor, rate: int, lo: float, hi: float) -> float:

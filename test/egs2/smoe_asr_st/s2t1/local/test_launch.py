@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import launch
+from local import launch
 
 LAUNCH = Path(launch.__file__)
 

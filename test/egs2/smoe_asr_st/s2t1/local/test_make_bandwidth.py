@@ -5,8 +5,9 @@ import json
 import numpy as np
 import soundfile as sf
 
-import asterisk_data as ad
-import make_bandwidth
+from local import asterisk_data as ad
+from local import make_bandwidth
+from local.file_io import read_tsv
 
 
 def high_band_fraction(path, cutoff=4000.0):
@@ -17,12 +18,12 @@ def high_band_fraction(path, cutoff=4000.0):
 
 
 def table(path):
-    return {r["name"]: r for r in ad.read_tsv(path)}
+    return {r["name"]: r for r in read_tsv(path)}
 
 
 def test_status_per_prompt(pipeline):
     rows = table(pipeline["bandwidth"])
-    inv = {r["name"] for r in ad.read_tsv(pipeline["inventory"])}
+    inv = {r["name"] for r in read_tsv(pipeline["inventory"])}
     assert set(rows) == inv  # one row per inventory prompt, nothing dropped
     assert rows["corrupt-wav"]["status"] == "corrupt_audio"
     assert rows["corrupt-g722"]["status"] == "corrupt_audio"
@@ -35,7 +36,7 @@ def test_status_per_prompt(pipeline):
 
 def test_nb_wb_pairs_same_set_same_length(pipeline, fake):
     rows = table(pipeline["bandwidth"])
-    inv = {r["name"]: r for r in ad.read_tsv(pipeline["inventory"])}
+    inv = {r["name"]: r for r in read_tsv(pipeline["inventory"])}
     nb_files = {p.stem for p in (pipeline["bandwidth_dir"] / "nb").glob("*.wav")}
     wb_files = {p.stem for p in (pipeline["bandwidth_dir"] / "wb").glob("*.wav")}
     ok = {ad.flat_name(n) for n, r in rows.items() if r["status"] == "ok"}
@@ -69,7 +70,7 @@ def test_simulated_nb_and_source_switch(pipeline, tmp_path):
     assert sf.info(r["nb_wav"]).frames == wb_in.size
     nb_sim, _ = sf.read(r["nb_wav"])
     assert 0.3 < np.std(nb_sim) / np.std(wb_in) < 1.0  # speech band kept, the >4 kHz part removed
-    assert json.loads((out / ".done").read_text())["nb_source"] == "simulated"
+    assert json.loads((out / ".done").read_text())["config"]["nb_source"] == "simulated"
     # same source again: skipped (file untouched); other source: redone
     before = (out / "bandwidth.tsv").stat().st_mtime_ns
     assert make_bandwidth.main(args + ["--nb_source", "simulated"]) == 0

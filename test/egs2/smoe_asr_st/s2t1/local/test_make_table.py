@@ -5,16 +5,20 @@ import json
 import math
 
 import pytest
+import torch
 
-import make_table
+from local import make_table
 
-# ESPnet's per-epoch summary line (trimmed), as written to train.log.
-EPOCH_LINE = (
-    "[vm] 2026-11-24 04:01:24,565 (trainer:392) INFO: {epoch}epoch results: [train] iter_time=0.009, "
-    "forward_time=0.199, loss_ctc=77.478, acc=0.999, loss=74.201, backward_time=0.267, optim0_lr0=5.150e-04, "
-    "train_time={t}, time=50 seconds, total_count={count}, [valid] loss_ctc=82.839, acc={acc}, "
-    "train_time=9.999, time=2.14 seconds, total_count=10"
-)
+
+def write_checkpoint(exp_dir, epochs):
+    """checkpoint.pth with ESPnet's reporter state: epochs are (train_time, valid acc, total_count)."""
+    stats = {
+        epoch: {"train": {"train_time": t, "acc": 0.999, "loss": 74.2, "total_count": count,
+                          "time": {"__timedelta_seconds__": 50.0}},
+                "valid": {"acc": acc, "loss": 82.8, "total_count": 10, "time": {"__timedelta_seconds__": 2.1}}}
+        for epoch, (t, acc, count) in enumerate(epochs, 1)
+    }  # fmt: skip
+    torch.save({"model": {}, "reporter": {"stats": stats, "epoch": len(epochs)}}, exp_dir / "checkpoint.pth")
 
 # variant -> seed -> scores; two test-set groups (tts_ui_test, test), both bandwidths.
 SCORES = {
@@ -44,7 +48,7 @@ PARAMS = {
 GROUPS = {"tts_ui_test": 0.0, "test": 5.0}  # the Asterisk test set is 5 points worse
 
 
-def write_run(exp_dir, variant, seed, results=True, model_info=True, train_log=True):
+def write_run(exp_dir, variant, seed, results=True, model_info=True, checkpoint=True):
     exp_dir.mkdir(parents=True)
     if results:
         rows = []
@@ -61,11 +65,9 @@ def write_run(exp_dir, variant, seed, results=True, model_info=True, train_log=T
                                                           "results": rows}))
     if model_info:
         (exp_dir / "model_info.json").write_text(json.dumps(PARAMS[variant]))
-    if train_log:
-        lines = ["# python -m espnet_smoe.bin.s2t_train ...", "some INFO line"]
-        for epoch, (t, acc) in enumerate(zip(STEP_TIMES[variant][seed], VALID_ACCS[variant][seed]), 1):
-            lines.append(EPOCH_LINE.format(epoch=epoch, t=t, acc=acc, count=100 * epoch))
-        (exp_dir / "train.log").write_text("\n".join(lines) + "\n")
+    if checkpoint:
+        epochs = zip(STEP_TIMES[variant][seed], VALID_ACCS[variant][seed], (100, 200))
+        write_checkpoint(exp_dir, list(epochs))
     return exp_dir
 
 
@@ -128,16 +130,6 @@ def test_best_dev_accuracy_over_epochs_then_mean_over_seeds(exps):
     assert "|dev acc (%)|" in md and "|37.50 ± 3.54|5.00M|5.00M|1.00x (0.550 s)|" in md
 
 
-def test_parse_valid_accs_ignores_the_train_accuracy(tmp_path):
-    log = tmp_path / "train.log"
-    log.write_text("\n".join([
-        EPOCH_LINE.format(epoch=1, t=0.5, acc=0.25, count=100),
-        "INFO: 2epoch results: [train] acc=0.9, train_time=0.5, total_count=200",  # no [valid]
-        EPOCH_LINE.format(epoch=1, t=0.5, acc=0.3, count=100),  # resumed: the last line wins
-    ]) + "\n")  # fmt: skip
-    assert make_table.parse_valid_accs(log) == {1: 0.3}
-
-
 def test_every_column_present_in_json_and_markdown(exps):
     _, out, table = run_table(exps)
     keys = [c["key"] for c in table["columns"]]
@@ -154,6 +146,7 @@ def test_every_column_present_in_json_and_markdown(exps):
     assert "### tts_ui test (held-out voices)" in md and "### Asterisk test (real speech)" in md
     assert "|hard sharing|11.00 ± 1.41|21.00 ± 1.41|" in md
     assert "|S-MoE enc+dec|" in md and "|46.00 ± 1.41|7.00M|5.00M|1.18x (0.650 s)|" in md
+    assert md.count("|rel. WER vs hard sharing|") == 2 and md.count("|1.00x (0.550 s)|baseline|") == 2
     assert "|5.00M|5.00M|1.00x (0.550 s)|" in md
     assert "sample standard deviation" in md
     assert "tts_ui_test_nb: 7 utts" in md
@@ -191,7 +184,7 @@ def test_note_in_header(exps):
 def test_missing_values_are_dashes_and_warnings(tmp_path):
     write_run(tmp_path / "exp/tts_ui_hard_sharing_seed1", "hard_sharing", "1")
     write_run(tmp_path / "exp/tts_ui_hard_sharing_seed2", "hard_sharing", "2", results=False)
-    write_run(tmp_path / "exp/tts_ui_smoe_encdec_seed1", "smoe_encdec", "1", model_info=False, train_log=False)
+    write_run(tmp_path / "exp/tts_ui_smoe_encdec_seed1", "smoe_encdec", "1", model_info=False, checkpoint=False)
     # smoe_encdec seed 2 never ran: no folder at all
     code, out, table = run_table(tmp_path)
     assert code == 0
@@ -209,7 +202,7 @@ def test_missing_values_are_dashes_and_warnings(tmp_path):
     assert "(2 of 4 runs scored)" in md
     warnings = "\n".join(table["warnings"])
     assert "tts_ui_hard_sharing_seed2: no results.json" in warnings
-    assert "tts_ui_smoe_encdec_seed1: no model_info.json, train.log epoch lines" in warnings
+    assert "tts_ui_smoe_encdec_seed1: no model_info.json, checkpoint.pth reporter" in warnings
     assert "tts_ui_smoe_encdec_seed2: no results.json, model_info.json" in warnings
 
 
@@ -228,24 +221,10 @@ def test_range_spread(exps):
 
 
 def test_different_training_budgets_are_flagged(exps):
-    log = exps / "exp/tts_ui_smoe_encdec_seed2/train.log"
-    log.write_text(log.read_text() + EPOCH_LINE.format(epoch=3, t=0.9, acc=0.5, count=300) + "\n")
+    write_checkpoint(exps / "exp/tts_ui_smoe_encdec_seed2", [(0.5, 0.47, 100), (0.7, 0.40, 200), (0.9, 0.5, 300)])
     _, _, table = run_table(exps)
     assert any("different numbers of epochs" in w for w in table["warnings"])
     assert row(table, "smoe_encdec")["step_time"]["values"]["2"] == pytest.approx((0.5 + 0.7 + 0.9) / 3)
-
-
-def test_parse_train_log_keeps_last_line_of_a_repeated_epoch(tmp_path):
-    path = tmp_path / "train.log"
-    path.write_text("\n".join([
-        EPOCH_LINE.format(epoch=1, t=0.5, acc=0.1, count=100),
-        EPOCH_LINE.format(epoch=2, t=0.7, acc=0.2, count=200),
-        EPOCH_LINE.format(epoch=2, t=0.9, acc=0.2, count=200),  # resumed, epoch 2 again
-        "INFO: 3epoch results: [train] iter_time=0.1, time=1 second, total_count=300",  # no train_time
-    ]))  # fmt: skip
-    times, count = make_table.parse_train_log(path)
-    assert times == {1: 0.5, 2: 0.9}  # [valid]'s train_time=9.999 is not taken
-    assert count == 300
 
 
 def test_test_set_filter_and_order(exps):
@@ -302,3 +281,39 @@ def test_malformed_results_json(exps, capsys):
     (exps / "exp/tts_ui_smoe_encdec_seed1/results.json").write_text("{not json")
     code, _, _ = run_table(exps)
     assert code == 1 and "invalid JSON" in capsys.readouterr().err
+
+
+def test_relative_wer_change_per_test_set_group(exps):
+    _, _, table = run_table(exps)
+    smoe = row(table, "smoe_encdec")
+    # tts_ui_test: NB 8.5 vs 11 (-22.7 %), WB 17.5 vs 21 (-16.7 %); test: +5 on both sides
+    assert smoe["rel_wer_change"]["tts_ui_test"] == pytest.approx((-2.5 / 11 - 3.5 / 21) * 50)
+    assert smoe["rel_wer_change"]["test"] == pytest.approx((-2.5 / 16 - 3.5 / 26) * 50)
+    assert row(table, "hard_sharing")["rel_wer_change"]["test"] == pytest.approx(0.0)
+
+
+def test_single_runs_from_exp_dirs(exps):
+    """The single-run case (one folder per variant, no seeds): what local/compare.py did."""
+    out = exps / "exp/compare"
+    dirs = [str(exps / f"exp/tts_ui_{v}_seed1") for v in ("smoe_encdec", "hard_sharing")]
+    assert make_table.main(["--exp_dirs", *dirs, "--names", "S-MoE", "dense", "--out_dir", str(out)]) == 0
+    table = json.loads((out / "table.json").read_text())
+    assert table["seeds"] == ["1"] and table["baseline"] == dirs[0]  # the first folder
+    smoe, dense = table["rows"]
+    assert (smoe["name"], dense["name"]) == ("S-MoE", "dense")
+    assert smoe["cells"]["test.wer_wb"] == {"mean": 23.0, "std": None, "min": 23.0, "max": 23.0, "n": 1,
+                                            "values": {"1": 23.0}}
+    assert dense["rel_wer_change"]["test"] == pytest.approx((2 / 13 + 2 / 23) * 50)
+    md = (out / "table.md").read_text()
+    assert "|S-MoE|13.00|23.00|" in md and "|dense|15.00|25.00|" in md and "|+12.0%|" in md
+    assert (out / "table.png").read_bytes()[:4] == b"\x89PNG"
+    # default names: the folder names (run.sh's tags)
+    assert make_table.main(["--exp_dirs", *dirs, "--out_dir", str(out)]) == 0
+    assert [r["name"] for r in json.loads((out / "table.json").read_text())["rows"]] == [
+        "tts_ui_smoe_encdec_seed1", "tts_ui_hard_sharing_seed1"]
+
+
+def test_exp_dirs_take_no_seeds(exps, capsys):
+    code = make_table.main(["--exp_dirs", str(exps / "exp/tts_ui_smoe_encdec_seed1"), "--seeds", "1",
+                            "--out_dir", str(exps / "o")])  # fmt: skip
+    assert code == 1 and "--variants and --seeds go with --exp_template" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 import pytest
 import sentencepiece as spm
 
-import make_tokens
+from local import make_tokens
 
 
 @pytest.fixture(scope="module")

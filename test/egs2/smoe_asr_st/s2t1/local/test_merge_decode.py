@@ -2,7 +2,7 @@
 
 import pytest
 
-import merge_decode
+from local import merge_decode
 
 
 def write_jobs(root, task=""):

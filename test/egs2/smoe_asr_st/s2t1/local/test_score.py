@@ -6,7 +6,7 @@ import jiwer
 import pytest
 import sacrebleu
 
-import score
+from local import score
 
 # Per test set: utterance -> (reference, hypothesis) for each task. The
 # normalised ASR strings are written out by hand so the test does not reuse

@@ -5,8 +5,9 @@ import random
 
 import pytest
 
-import asterisk_data as ad
-import split_data
+from local import asterisk_data as ad
+from local import split_data
+from local.file_io import c_sorted, read_tsv
 
 TRAIN_FILES = ["spk2utt", "text", "text.ctc", "text.prev", "utt2bw", "utt2spk", "wav.scp"]
 TEST_FILES = sorted(TRAIN_FILES + ["text.asr", "text.st_fra"])
@@ -46,7 +47,7 @@ def test_files_sorted_and_consistent(pipeline):
         assert utts, split
         for fname in files:
             keys = [line.split(" ", 1)[0] for line in (d / fname).read_text().splitlines()]
-            assert keys == ad.c_sorted(keys) == ad.c_sorted(utts), (split, fname)
+            assert keys == c_sorted(keys) == c_sorted(utts), (split, fname)
             assert all("\t" not in line for line in (d / fname).read_text().splitlines())
         assert read(d, "utt2spk") == {u: u for u in utts}
         assert read(d, "spk2utt") == {u: u for u in utts}
@@ -94,7 +95,7 @@ def test_normalised_texts(pipeline):
 
 def test_split_by_family(pipeline):
     data = pipeline["data"]
-    original = {ad.flat_name(r["name"]): r["name"] for r in ad.read_tsv(pipeline["inventory"])}
+    original = {ad.flat_name(r["name"]): r["name"] for r in read_tsv(pipeline["inventory"])}
     fams = {s: {ad.prompt_family(original[n]) for n in prompts_in(data, s)} for s in ("train", "dev", "test")}
     assert all(fams.values())
     assert not fams["train"] & fams["dev"]
@@ -102,7 +103,7 @@ def test_split_by_family(pipeline):
     assert not fams["dev"] & fams["test"]
     assert {"digits", "letters"} <= fams["train"]
     # families sharing a sentence ("Thank you.") are one unit
-    units = {r["family"]: r for r in ad.read_tsv(pipeline["local"] / "split_families.tsv")}
+    units = {r["family"]: r for r in read_tsv(pipeline["local"] / "split_families.tsv")}
     assert units["auth"]["unit"] == units["privacy"]["unit"] == "auth+privacy"
     assert units["auth"]["split"] == units["privacy"]["split"]
 
@@ -123,13 +124,13 @@ def test_test_sets_pair_and_references(pipeline):
 
 def test_every_prompt_accounted_for(pipeline, fake):
     """No silent drops: each inventory name is in a split or logged with a reason."""
-    skipped = ad.read_tsv(pipeline["local"] / "skipped.tsv")
+    skipped = read_tsv(pipeline["local"] / "skipped.tsv")
     prompt_skips = {r["name"]: r["reason"] for r in skipped if r["scope"] == "prompt"}
     st_skips = {r["name"]: r["reason"] for r in skipped if r["scope"] == "st_fra"}
     kept = set()
     for s in ("train", "dev", "test"):
         kept |= prompts_in(pipeline["data"], s)
-    names = {r["name"] for r in ad.read_tsv(pipeline["inventory"])}
+    names = {r["name"] for r in read_tsv(pipeline["inventory"])}
     for name in names:
         assert (ad.flat_name(name) in kept) != (name in prompt_skips), name
     for name, reason in fake.EXPECTED_PROMPT_SKIPS.items():
@@ -156,7 +157,7 @@ def test_deterministic_and_sliced(pipeline, tmp_path):
     sizes = {s: len(prompts_in(sliced, s)) for s in ("train", "dev", "test")}
     assert all(sizes.values()) and sum(sizes.values()) == 4
     assert any(u.endswith("_st_fra") for u in read(sliced / "train", "text"))
-    reasons = [r["reason"] for r in ad.read_tsv(sliced / "local" / "skipped.tsv")]
+    reasons = [r["reason"] for r in read_tsv(sliced / "local" / "skipped.tsv")]
     full = sum(len(prompts_in(pipeline["data"], s)) for s in ("train", "dev", "test"))
     assert reasons.count("max_prompts_slice") == full - 4
 

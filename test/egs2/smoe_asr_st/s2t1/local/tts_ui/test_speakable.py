@@ -2,7 +2,7 @@
 
 import pytest
 
-from tts_ui.speakable import REASONS, check_pair, dedup_key, normalize, num_words
+from local.tts_ui.speakable import REASONS, check_pair, dedup_key, normalize, num_words
 
 GOOD_FR = "Une phrase française tout à fait correcte ici"
 

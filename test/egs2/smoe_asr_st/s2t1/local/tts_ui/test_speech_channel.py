@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tts_ui import debian, degrade, plan, prepare
-from tts_ui.common import write_tsv
+from local import debian
+from local.file_io import write_tsv
+from local.tts_ui import degrade, plan, prepare
 
 SR = 16000
 
@@ -125,7 +126,8 @@ def test_noise_at_requested_snr_and_level():
 def test_room_response_reverberates():
     rooms = plan.draw_rooms("train", plan.PlanConfig(seed=1, num_rooms=2))
     rir = degrade.compute_rir(rooms[0])
-    assert np.argmax(np.abs(rir)) == int(0.0025 * SR) or np.argmax(np.abs(rir)) < 60
+    # the direct path comes first: its peak within the first 60 samples (source-microphone distance)
+    assert np.argmax(np.abs(rir)) < 60
     assert abs(np.sum(rir ** 2) - 1.0) < 1e-4
     # energy decays: the tail after RT60 holds far less than the first 50 ms
     early = np.sum(rir[: int(0.05 * SR)] ** 2)

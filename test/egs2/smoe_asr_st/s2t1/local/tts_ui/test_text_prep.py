@@ -11,8 +11,8 @@ from pathlib import Path
 import polib
 import pytest
 
-from tts_ui import text_prep
-from tts_ui.common import read_tsv
+from local.file_io import read_tsv
+from local.tts_ui import prepare, text_prep
 
 NOUNS = [("window", "fenêtre"), ("file", "fichier"), ("layer", "calque"), ("folder", "dossier"),
          ("image", "image"), ("page", "page"), ("table", "tableau"), ("track", "piste")]
@@ -241,11 +241,14 @@ def test_resume_skips_finished_stage(sources, built, caplog):
 
 
 def test_cli(sources, tmp_path):
-    summary = text_prep.main([
+    """The text stage alone through the corpus's one entry point."""
+    report = prepare.main([
+        "--stage", "text", "--stop_stage", "text", "--audio_dir", str(tmp_path / "a"),
         "--work_dir", str(tmp_path / "w"), "--cache_dir", str(tmp_path / "c"), "--offline",
         "--deb_dir", str(sources["debs"]), "--packages", *sources["packages"], "--ddtp_lists",
         *map(str, sources["ddtp"]), "--num_train", "20", "--num_dev", "5", "--num_test", "5", "--nj", "1",
         "--verbose", "0"])
+    summary = report["text"]
     assert {s: v["sampled"] for s, v in summary["splits"].items()} == {
         "train": 20, "dev": 5, "test": 5, "ddtp_test": 4}
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from espnet_smoe.gated_moe import (
+from espnet_smoe.baselines.gated_moe import (
     GatedMoEConformerEncoder,
     GatedMoEFeedForward,
     GatedMoETransformerDecoder,

@@ -1,6 +1,7 @@
 """Debian packages without installing them: a private apt state, cached .debs, a private prefix.
 
-Everything the tts_ui corpus takes from Debian goes through this module:
+Everything the recipe takes from Debian goes through this module (the Asterisk packages of
+stage 1, the tts_ui corpus's catalogs, description translations and TTS engines):
 
 * ``PrivateApt``: ``apt-get update`` / ``apt-get download`` / ``apt-cache depends`` against a
   private lists and cache directory (the machine's apt state is never touched, nothing is

@@ -1,0 +1,43 @@
+"""Per-epoch statistics of a training run, read from ESPnet's saved reporter.
+
+ESPnet's trainer keeps every epoch's summary in ``<exp>/checkpoint.pth``
+(``["reporter"]["stats"][epoch]["train"|"valid"][key]``): the mean of each reported
+value over the epoch's iterations (``loss``, ``acc``, ``train_time`` in seconds per
+iteration...), the epoch's duration ``time`` and the cumulative iteration count
+``total_count``. The bench's learning curves and the recipe's result table read them
+here instead of parsing ``train.log``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def _number(value) -> float:
+    # ESPnet stores durations as {"__timedelta_seconds__": s}
+    if isinstance(value, dict) and "__timedelta_seconds__" in value:
+        return float(value["__timedelta_seconds__"])
+    return float(value)
+
+
+def read_reporter_stats(exp_dir: Path) -> dict[int, dict[str, dict[str, float]]]:
+    """``{epoch: {"train"|"valid": {key: value}}}`` of a run, epochs in order, durations in seconds.
+
+    Raises:
+        FileNotFoundError: If the run has no ``checkpoint.pth`` (no finished epoch).
+        KeyError: If the checkpoint holds no reporter state.
+    """
+    path = Path(exp_dir) / "checkpoint.pth"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint (has {exp_dir} finished an epoch?)")
+    # weights_only=False: the reporter state holds plain Python objects, not only tensors
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if "reporter" not in state:
+        raise KeyError(f"{path}: no 'reporter' state; expected an ESPnet trainer checkpoint")
+    stats = state["reporter"]["stats"]
+    return {
+        int(epoch): {part: {k: _number(v) for k, v in values.items()} for part, values in stats[epoch].items()}
+        for epoch in sorted(stats)
+    }
