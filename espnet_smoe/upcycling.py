@@ -119,9 +119,9 @@ def upcycle_state_dict_(
             state_dict[prefix + name] = value
     upcycled = [p[:-1] for p in blocks]
     logging.info(
-        "S-MoE: upcycled %d dense FFNs into experts (each copied %s times): %s",
+        "S-MoE: upcycled %d dense FFNs, each copied into the %s experts of its layer: %s",
         len(upcycled),
-        sorted({b.num_experts for b in blocks.values()}),
+        "/".join(str(n) for n in sorted({b.num_experts for b in blocks.values()})),
         ", ".join(upcycled),
     )
     return upcycled
