@@ -9,6 +9,10 @@
     python -m espnet_smoe.bin.export_route --config exp/x/config.yaml \\
         --model_file exp/x/valid.acc.ave.pth --bandwidth nb --out nb.zip
 
+    # and the route's encoder and one decoder step as ONNX (needs onnx; check with onnxruntime)
+    python -m espnet_smoe.bin.export_route --model packed.zip --bandwidth nb --task asr --out nb_asr.zip \
+        --onnx_dir nb_asr_onnx
+
 Prints a JSON summary (route, parameter counts, what changed in the config).
 See ``espnet_smoe/export.py`` for what a plain export changes, and for
 ``pad_speech: false`` models, whose plain export ESPnet decodes padded.
@@ -17,6 +21,7 @@ See ``espnet_smoe/export.py`` for what a plain export changes, and for
 import argparse
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import espnet_smoe  # noqa: F401  (registers the classes the source config names)
@@ -37,6 +42,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default=None,
                         help="task token whose decoder experts to keep, e.g. asr or <st_fra>")
     parser.add_argument("--out", type=Path, required=True, help="output zip")
+    parser.add_argument("--onnx_dir", type=Path, default=None,
+                        help="also write encoder.onnx and decoder_step.onnx of the route here "
+                        "(plain routes only: give --bandwidth and --task)")
     return parser
 
 
@@ -58,6 +66,18 @@ def main(cmd=None):
         bandwidth=args.bandwidth,
         task=args.task,
     )
+    if args.onnx_dir is not None:
+        if not summary["plain_espnet"]:
+            raise ValueError("--onnx_dir needs a plain route: give both --bandwidth and --task")
+        from espnet2.main_funcs.pack_funcs import unpack
+        from espnet2.tasks.s2t import S2TTask
+
+        from espnet_smoe.onnx_export import export_onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            files = unpack(args.out, tmp)
+            model, _ = S2TTask.build_model_from_file(files["s2t_train_config"], files["s2t_model_file"], "cpu")
+            summary["onnx"] = {k: str(v) for k, v in export_onnx(model, args.onnx_dir).items()}
     print(json.dumps(summary))
 
 

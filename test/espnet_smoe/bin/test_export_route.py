@@ -306,3 +306,36 @@ def test_clean_espnet_cli_decodes_the_export(exported, source, tmp_path):
         assert got[f"utt{i}"] == " ".join(map(str, ours[2]))
         assert len(words(ours)) >= 5
 
+
+
+def test_onnx_encoder_and_decoder_step_match_pytorch(source, tmp_path):
+    """Stretch: the route's encoder and one decoder step under onnxruntime, other lengths than exported."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    export_main(["--model", str(source["zip"]), "--bandwidth", "wb", "--task", "st_fra",
+                 "--out", str(tmp_path / "wb_st.zip"), "--onnx_dir", str(tmp_path / "onnx")])
+    files = unpack(tmp_path / "wb_st.zip", tmp_path / "wb_st")
+    plain, _ = S2TTask.build_model_from_file(files["s2t_train_config"], files["s2t_model_file"], "cpu")
+    plain.eval()
+    encoder = ort.InferenceSession(str(tmp_path / "onnx/encoder.onnx"))
+    step = ort.InferenceSession(str(tmp_path / "onnx/decoder_step.onnx"))
+    waves = random_speech(2, 0.4, 1.7, seed=9)  # a padded batch of two lengths
+    speech = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
+    feats, feats_lengths = plain._extract_feats(speech, torch.tensor([len(w) for w in waves]))
+    with torch.no_grad():
+        ref, ref_lengths = plain.encode(speech, torch.tensor([len(w) for w in waves]))
+    enc, enc_lengths = encoder.run(None, {"feats": feats.numpy(), "feats_lengths": feats_lengths.numpy()})
+    assert enc_lengths.tolist() == ref_lengths.tolist()
+    enc_diff = max(np.abs(enc[b, :n] - ref[b, :n].numpy()).max() for b, n in enumerate(ref_lengths.tolist()))
+    t = plain.token_list.index
+    memory = ref[:1, : ref_lengths[0]]
+    step_diff = 0.0
+    for ys in ([t("<sos>"), t("<eng>"), t("<st_fra>")], [t("<sos>"), t("<eng>"), t("<st_fra>"), t("<notimestamps>"), 7, 9, 4]):
+        ys = torch.tensor([ys, ys])
+        with torch.no_grad():
+            mask = torch.tril(torch.ones(ys.size(1), ys.size(1), dtype=torch.bool)).unsqueeze(0)
+            want, _ = plain.decoder.forward_one_step(ys, mask, memory.expand(2, -1, -1))
+        (got,) = step.run(None, {"ys": ys.numpy(), "memory": memory.expand(2, -1, -1).numpy()})
+        step_diff = max(step_diff, np.abs(got - want.numpy()).max())
+    print(f"onnx: encoder max abs diff {enc_diff:.3g}, decoder step {step_diff:.3g}")
+    assert enc_diff <= 1e-4 and step_diff <= 1e-4
