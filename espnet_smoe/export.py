@@ -77,6 +77,8 @@ class Route:
         task: Task guiding token, e.g. ``<asr>`` (None: not fixed).
         encoder_expert: Expert index the encoder keeps (None: keeps all).
         decoder_expert: Expert index the decoder keeps (None: keeps all).
+        notes: What the route leaves as it was (a token given for a part
+            without experts), for the summary.
     """
 
     bandwidth: Optional[str] = None
