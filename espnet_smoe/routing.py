@@ -19,6 +19,7 @@ from espnet2.legacy.nets.pytorch_backend.transformer.positionwise_feed_forward i
 )
 
 from espnet_smoe.smoe_feed_forward import SMoEFeedForward
+from espnet_smoe.upcycling import upcycling_pre_hook
 
 
 class RoutingError(ValueError):
@@ -141,6 +142,9 @@ class GuidedExperts:
             "token_to_expert", torch.empty(0, dtype=torch.long), persistent=False
         )
         self.token_list: Optional[List[str]] = None
+        # A dense checkpoint (hard sharing) loaded into this module fills
+        # every expert with its layer's FFN: ESPnet's --init_param included.
+        self.register_load_state_dict_pre_hook(upcycling_pre_hook)
 
     def smoe_blocks(self) -> List[SMoEFeedForward]:
         return list(self._blocks)

@@ -7,6 +7,7 @@ from espnet2.s2t.espnet_model import ESPnetS2TModel
 from espnet2.tasks.s2t import S2TTask
 
 from espnet_smoe.smoe_feed_forward import SMoEFeedForward
+from espnet_smoe.upcycling import check_init_params
 
 
 class SMoES2TTask(S2TTask):
@@ -40,5 +41,10 @@ class SMoES2TTask(S2TTask):
             for module in model.modules():
                 if isinstance(module, SMoEFeedForward):
                     module.reset_parameters(args.init)
+        # --init_param with a dense checkpoint upcycles on load (a pre-hook of
+        # the S-MoE encoder/decoder), except under --ignore_init_mismatch.
+        check_init_params(
+            model, getattr(args, "init_param", None), getattr(args, "ignore_init_mismatch", False)
+        )
         return model
 
