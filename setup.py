@@ -40,5 +40,9 @@ setup(
     packages=find_packages(include=["espnet_smoe", "espnet_smoe.*"]),
     install_requires=install_requires,
     # ruff's rules move between minor releases: one minor line keeps `ruff check` reproducible.
-    extras_require={"recipe": recipe_requires, "test": ["pytest>=8.0", "ruff~=0.17.0", "onnx", "onnxruntime", "onnxscript"]},
+    extras_require={
+        "recipe": recipe_requires,
+        # onnx*: the export_route test checks the ONNX export against PyTorch
+        "test": ["pytest>=8.0", "ruff~=0.17.0", "onnx", "onnxruntime", "onnxscript"],
+    },
 )

@@ -181,7 +181,9 @@ def test_parameter_count_equals_hard_sharing(exported, source, token_list):
     conf["encoder"], conf["decoder"] = "conformer", "transformer"
     del conf["encoder_conf"]["routing"], conf["decoder_conf"]["routing"]
     conf["normalize_conf"] = {"stats_file": str(source["root"] / "data/feats_stats.npz")}
-    args = SMoES2TTask.get_parser().parse_args(["--output_dir", "x", "--token_list", str(source["root"] / "data/tokens.txt")])
+    args = SMoES2TTask.get_parser().parse_args(
+        ["--output_dir", "x", "--token_list", str(source["root"] / "data/tokens.txt")]
+    )
     vars(args).update(conf)
     dense = SMoES2TTask.build_model(args)
     n_dense = sum(p.numel() for p in dense.parameters())
@@ -330,7 +332,8 @@ def test_onnx_encoder_and_decoder_step_match_pytorch(source, tmp_path):
     t = plain.token_list.index
     memory = ref[:1, : ref_lengths[0]]
     step_diff = 0.0
-    for ys in ([t("<sos>"), t("<eng>"), t("<st_fra>")], [t("<sos>"), t("<eng>"), t("<st_fra>"), t("<notimestamps>"), 7, 9, 4]):
+    prompt = [t("<sos>"), t("<eng>"), t("<st_fra>")]
+    for ys in (prompt, prompt + [t("<notimestamps>"), 7, 9, 4]):
         ys = torch.tensor([ys, ys])
         with torch.no_grad():
             mask = torch.tril(torch.ones(ys.size(1), ys.size(1), dtype=torch.bool)).unsqueeze(0)
