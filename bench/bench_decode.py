@@ -31,12 +31,12 @@ from pathlib import Path
 import soundfile as sf
 
 
-def decode(exp: Path, data: Path, model: str, out: Path, keys: Path, tasks, extra) -> float:
+def decode(exp: Path, data: Path, model: str, out: Path, tasks, extra) -> float:
     cmd = [sys.executable, "-m", "espnet_smoe.bin.s2t_inference", "--ngpu", "0",
            "--s2t_train_config", str(exp / "config.yaml"), "--s2t_model_file", str(exp / model),
            "--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound",
            "--data_path_and_name_and_type", f"{data / 'utt2bw'},bandwidth,text",
-           "--key_file", str(keys), "--lang_sym", "eng", "--output_dir", str(out), "--task_sym", *tasks, *extra]
+           "--lang_sym", "eng", "--output_dir", str(out), "--task_sym", *tasks, *extra]
     start = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
@@ -58,15 +58,22 @@ def main():
     seconds = {line.split()[0]: sf.info(line.split(maxsplit=1)[1].strip()).duration for line in lines}
     audio = sum(seconds.values())
     work = Path(tempfile.mkdtemp(prefix="bench_decode_"))
-    keys = work / "keys.scp"
-    keys.write_text("".join(f"{k} x\n" for k in sorted(seconds, key=seconds.get)))
+    # ESPnet streams each data file in its own order, so the length-sorted
+    # order (as stage 7's split_keys.py --sort_by_duration writes it) is a copy
+    # of the files, not a key file
+    sorted_data = work / "data"
+    sorted_data.mkdir()
+    order = sorted(seconds, key=seconds.get)
+    for name in ("wav.scp", "utt2bw"):
+        rows = dict(line.split(maxsplit=1) for line in (args.data / name).read_text(encoding="utf-8").splitlines())
+        (sorted_data / name).write_text("".join(f"{k} {rows[k]}\n" for k in order), encoding="utf-8")
     common = ["--beam_size", str(args.beam_size), "--ctc_weight", "0.3"]
     ways = {
         "per_task": lambda r: sum(
-            decode(args.exp, args.data, args.model, work / f"old{r}_{t}", keys, [t],
+            decode(args.exp, sorted_data, args.model, work / f"old{r}_{t}", [t],
                    common + ["--batch_size", "1", "--ctc_tasks", "asr", "st_fra"])
             for t in ("asr", "st_fra")),
-        "one_process": lambda r: decode(args.exp, args.data, args.model, work / f"new{r}", keys, ["asr", "st_fra"],
+        "one_process": lambda r: decode(args.exp, sorted_data, args.model, work / f"new{r}", ["asr", "st_fra"],
                                         common + ["--batch_size", str(args.batch_size)]),
     }
     times = {name: [] for name in ways}
