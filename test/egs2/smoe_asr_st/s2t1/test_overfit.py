@@ -15,6 +15,7 @@ inference, stats from other features, a dropped first token) breaks the
 reproduction, which no unit test of one part sees.
 """
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -107,8 +108,10 @@ def read_kaldi(path: Path) -> dict:
 
 def run(args, cwd: Path, name: str) -> None:
     log = cwd / f"{name}.log"
+    # the recipe's helpers are the package local/, run as python -m local.<module> from the recipe dir
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(RECIPE), os.environ.get("PYTHONPATH")]))}
     with open(log, "w") as f:
-        proc = subprocess.run([str(a) for a in args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.run([str(a) for a in args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env)
     assert proc.returncode == 0, f"{name} failed ({proc.returncode}):\n{log.read_text()[-4000:]}"
 
 
@@ -143,7 +146,7 @@ def memorised(tmp_path_factory):
     root = tmp_path_factory.mktemp("overfit")
     data = write_data(root)
     train, tokens, py = data / "train", root / "tokens", sys.executable
-    run([py, RECIPE / "local/make_tokens.py", "--train_dir", train, "--vocab_size", "100", "--out_dir", tokens],
+    run([py, "-m", "local.make_tokens", "--train_dir", train, "--vocab_size", "100", "--out_dir", tokens],
         root, "tokens")
     common = ["--config", overfit_config(root), "--use_preprocessor", "true", "--token_type", "bpe",
               "--bpemodel", tokens / "bpe.model", "--token_list", tokens / "tokens.txt",
