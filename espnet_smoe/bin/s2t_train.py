@@ -36,7 +36,8 @@ def check_resume_checkpoint(cmd=None) -> None:
     if not checkpoint.exists():
         return
     try:
-        states = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        # mmap: checks the archive without reading every tensor (ESPnet loads it again right after)
+        states = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
         missing = {"model", "reporter", "optimizers", "schedulers"} - set(states)
     except Exception as exc:
         raise RuntimeError(
