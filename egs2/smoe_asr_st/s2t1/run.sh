@@ -118,7 +118,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         $(data_opts train_data_path_and_name_and_type "data/${train_set}") \
         $(data_opts valid_data_path_and_name_and_type "data/${valid_set}") \
         --train_shape_file "data/${train_set}/wav.scp" --valid_shape_file "data/${valid_set}/wav.scp" \
-        --ngpu 0 --num_workers 0 --output_dir "${stats_dir}"
+        --ngpu 0 --num_workers "${nj}" --output_dir "${stats_dir}"
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then

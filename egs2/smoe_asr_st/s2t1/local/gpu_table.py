@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""The comparison table on one GPU machine with no network, in one prepared command.
+
+A GPU machine lent for minutes, with PyTorch but without ESPnet and without a network, can
+still build the tts_ui corpus, train hard sharing and S-MoE on it in bf16 with the GPU
+configs, decode, score and tabulate, if everything it cannot fetch travels with the repo:
+
+    # here (Debian caches of stage 3 and PyPI reachable): wheels, TTS binaries, text, tests
+    python -m local.gpu_table bundle --bundle_dir ../../../gpu_bundle --num_train 10000
+    # there, from egs2/smoe_asr_st/s2t1 (the bundle travels inside the repo):
+    python3 -m local.gpu_table run --bundle_dir ../../../gpu_bundle --out_dir "$OUT" --budget_s 500
+
+``run`` installs the wheels into ``<work>/site``, gives ``path.sh`` a venv that points at that
+interpreter, unpacks flite/espeak-ng and the tts_ui text, makes the audio with all cores, and
+then runs the recipe's own stages: tokens and stats (run.sh stages 4-5), one training per
+variant and seed side by side on the GPU (stage 6), decoding and scoring (7-8) and the
+table (local/make_table.py). Training is budgeted in seconds, not epochs: short epochs, and at
+the deadline every training still running is stopped; each run is decoded with the
+checkpoint of its best dev accuracy so far (``valid.acc.best.pth``). Everything small that
+the runs wrote (results, logs, hypotheses, the table) is packed into ``<out_dir>`` even when a
+phase fails or runs out of time.
+
+This module uses the standard library only: on the GPU machine it runs before the wheels are
+installed, and it starts every step as a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+RECIPE = Path(__file__).resolve().parents[1]
+REPO = RECIPE.parents[2]
+
+# What the GPU image lacks for this recipe (it has torch, torchaudio, numpy, scipy,
+# sentencepiece, sacrebleu, matplotlib, pyyaml), found by recording the modules that training,
+# decoding, scoring and the tts_ui plan/speech/channel/data stages import (see the bundle's
+# imports.txt), pinned to the versions of the project venv when it is there.
+WHEELS = (
+    "espnet", "espnet-tts-frontend", "typeguard", "configargparse", "humanfriendly", "torch-complex",
+    "editdistance", "kaldiio", "soundfile", "jiwer", "rapidfuzz", "librosa", "audioread", "soxr", "pooch",
+    "decorator", "lazy-loader", "pyroomacoustics", "platformdirs", "cffi", "pycparser", "polib", "omniio",
+)
+PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64",
+                 "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
+# espeak-ng dictionaries other than English are not spoken by any tts_ui voice
+KEEP_DICTS = ("en_dict",)
+# shared libraries the unpacked flite/espeak-ng need besides glibc, copied from this machine
+GLIBC = ("libc.so", "libm.so", "libpthread.so", "libdl.so", "librt.so", "ld-linux", "linux-vdso")
+
+
+# ----------------------------------------------------------------------------- helpers
+def sh(cmd: list[str] | str, log: Path | None = None, env: dict | None = None, cwd: Path = RECIPE,
+       timeout: float | None = None) -> int:
+    """Run a command (a list, or a string for bash) in its own process group; kill the group at timeout.
+
+    Returns the exit code, or -9 when the timeout stopped it. Output goes to ``log`` (appended).
+    """
+    args = ["bash", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
+    logging.info("$ %s%s", cmd if isinstance(cmd, str) else shlex.join(args),
+                 f"  > {log}" if log else "")
+    out = open(log, "a") if log else None
+    try:
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                start_new_session=True)
+        return wait_group([proc], time.time() + timeout if timeout else None)[0]
+    finally:
+        if out:
+            out.close()
+
+
+def wait_group(procs: list[subprocess.Popen], deadline: float | None) -> list[int]:
+    """Wait for processes started with ``start_new_session``; at the deadline stop their groups.
+
+    SIGTERM first (ESPnet's data-loader workers go with the group), SIGKILL 10 s later. Returns
+    each exit code, -9 for a process stopped at the deadline.
+    """
+    codes: dict[int, int] = {}
+    while len(codes) < len(procs):
+        for i, p in enumerate(procs):
+            if i not in codes and p.poll() is not None:
+                codes[i] = p.returncode
+        if len(codes) == len(procs):
+            break
+        if deadline is not None and time.time() > deadline:
+            for i, p in enumerate(procs):
+                if i not in codes:
+                    logging.warning("deadline: stopping pid %d (%s)", p.pid, shlex.join(map(str, p.args))[:120])
+                    _signal_group(p, signal.SIGTERM)
+            for i, p in enumerate(procs):
+                if i not in codes:
+                    try:
+                        p.wait(10)
+                    except subprocess.TimeoutExpired:
+                        _signal_group(p, signal.SIGKILL)
+                        p.wait()
+                    codes[i] = -9
+            break
+        time.sleep(1)
+    return [codes[i] for i in range(len(procs))]
+
+
+def _signal_group(p: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(p.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def add_tar(tar_path: Path, root: Path, members: list[str]) -> None:
+    """``tar -cJf``: the given paths relative to ``root``."""
+    with tarfile.open(tar_path, "w:xz") as tar:
+        for m in members:
+            tar.add(root / m, arcname=m)
+
+
+def sizes_args(a: argparse.Namespace) -> list[str]:
+    return ["--num_train", str(a.num_train), "--num_dev", str(a.num_dev), "--num_test", str(a.num_test),
+            "--num_ddtp_test", "0", "--seed", str(a.seed)]
+
+
+# ----------------------------------------------------------------------------- bundle
+def bundle(a: argparse.Namespace) -> None:
+    """Make the bundle here: wheels, TTS prefix, tts_ui text of the chosen sizes, Asterisk tests."""
+    out = a.bundle_dir.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    # 1. wheels for CPython 3.12 x86-64, pinned to this venv's versions
+    from importlib import metadata
+    wheel_dir = out / "wheels"
+    wheel_dir.mkdir(exist_ok=True)
+    specs = []
+    for name in WHEELS:
+        try:
+            specs.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            specs.append(name)
+    plat = [x for p in PIP_PLATFORMS for x in ("--platform", p)]
+    pip = [a.pip_python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
+           "3.12", "--implementation", "cp", *plat, "-d", str(wheel_dir)]
+    for spec in specs:  # pure-Python packages without a wheel for any platform: sdists are refused
+        if sh([*pip, spec]) != 0:
+            raise SystemExit(f"gpu_table bundle: no wheel for {spec} (see the pip output above)")
+    # 2. flite + espeak-ng: the unpacked prefix of stage 3, English dictionaries only, plus
+    #    the non-glibc libraries they load from this machine (the GPU image may lack them)
+    prefix = RECIPE / "downloads/tts_ui/prefix"
+    if not (prefix / ".unpacked").exists():
+        raise SystemExit(f"gpu_table bundle: no TTS prefix at {prefix}: run stage 3 (tts_ui) once first")
+    stage_dir = out / "_prefix"
+    shutil.rmtree(stage_dir, ignore_errors=True)
+    shutil.copytree(prefix, stage_dir, symlinks=True)
+    libdir = stage_dir / "usr/lib/x86_64-linux-gnu"
+    for d in (libdir / "espeak-ng-data").glob("*_dict"):
+        if d.name not in KEEP_DICTS:
+            d.unlink()
+    env = dict(os.environ, LD_LIBRARY_PATH=f"{libdir}:{libdir}/pulseaudio")
+    needed = set()
+    for f in [stage_dir / "usr/bin/flite", stage_dir / "usr/bin/espeak-ng", *libdir.glob("*.so*")]:
+        ldd = subprocess.run(["ldd", str(f)], env=env, capture_output=True, text=True).stdout
+        for line in ldd.splitlines():
+            parts = line.split()
+            if "=>" in parts and len(parts) >= 3 and parts[2].startswith("/") and str(stage_dir) not in parts[2]:
+                if not parts[0].startswith(GLIBC):
+                    needed.add(parts[2])
+    for lib in sorted(needed):
+        shutil.copy2(lib, libdir / Path(lib).name)
+    logging.info("TTS prefix: %d system libraries added: %s", len(needed), " ".join(sorted(needed)))
+    add_tar(out / "tts_prefix.tar.xz", stage_dir, sorted(p.name for p in stage_dir.iterdir()))
+    shutil.rmtree(stage_dir)
+    # 3. tts_ui text of exactly these sizes (the text stage needs the .debs of the cache)
+    work = out / "_text"
+    code = sh([sys.executable, "-m", "local.tts_ui.prepare", "--out_data", str(work / "data"), "--audio_dir",
+               str(work / "audio"), "--work_dir", str(work / "tts_ui"), "--stage", "text", "--stop_stage", "text",
+               "--offline", "--nj", "2", *sizes_args(a)])
+    if code != 0:
+        raise SystemExit("gpu_table bundle: the tts_ui text stage failed (see above)")
+    add_tar(out / "tts_ui_text.tar.xz", work / "tts_ui",
+            [f"text/{n}" for n in ("train.tsv", "dev.tsv", "test.tsv", "counts.json", ".done")
+             if (work / "tts_ui/text" / n).exists()])
+    shutil.rmtree(work)
+    # 4. the real Asterisk test sets (data dirs and the audio their wav.scp names)
+    members = []
+    for t in a.asterisk_tests:
+        d = RECIPE / "data" / t
+        if not (d / "wav.scp").exists():
+            raise SystemExit(f"gpu_table bundle: no {d}/wav.scp: run stages 1-3 once first")
+        members += [f"data/{t}/{f.name}" for f in sorted(d.iterdir()) if f.is_file()]
+        for line in (d / "wav.scp").read_text().splitlines():
+            path = line.split(maxsplit=1)[1]
+            if Path(path).is_absolute():
+                raise SystemExit(f"gpu_table bundle: {d}/wav.scp names an absolute path ({path}); expected "
+                                 "paths relative to the recipe dir")
+            members.append(path)
+    add_tar(out / "asterisk_tests.tar.xz", RECIPE, members)
+    (out / "bundle.json").write_text(json.dumps({"sizes": sizes_args(a), "wheels": specs,
+                                                 "asterisk_tests": a.asterisk_tests}, indent=1) + "\n")
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    logging.info("bundle %s: %.1f MiB", out, total / 2**20)
+
+
+# ----------------------------------------------------------------------------- run
+def run(a: argparse.Namespace) -> int:
+    t0 = time.time()
+    deadline = t0 + a.budget_s
+    b = a.bundle_dir.resolve()
+    out = a.out_dir.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    logs = RECIPE / "exp/gpu_table_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    status: dict[str, object] = {"budget_s": a.budget_s}
+    runs = [(f"tts_ui_{v}_seed{s}", v, s) for s in a.seeds for v in a.variants]
+    tags = [r[0] for r in runs]
+
+    def phase(name: str, start: float) -> None:
+        times[name] = round(time.time() - start, 1)
+        logging.info("phase %s: %.0f s (total %.0f s)", name, times[name], time.time() - t0)
+
+    try:
+        env = prepare_env(a, b, logs)
+        if "corpus" in a.phases:
+            corpus(a, b, logs, env, phase)
+        run_sh = run_sh_args(a, b)
+        if "train" in a.phases:  # every run side by side until the training deadline
+            t = time.time()
+            status["train_exit"] = run_side_by_side(
+                {tag: [*run_sh, "--stage", "6", "--stop_stage", "6", "--ngpu", str(a.ngpu), "--train_config",
+                       a.config_template.format(variant=v), "--tag", tag, "--train_args", f"{a.train_args} --seed {s}"]
+                 for tag, v, s in runs}, logs, "train", env, deadline - a.decode_reserve_s)
+            phase("train", t)
+        if "decode" in a.phases:  # each run's best checkpoint so far, side by side
+            t = time.time()
+            status["decode_exit"] = run_side_by_side(
+                {tag: [*run_sh, "--nj", "2", "--stage", "7", "--stop_stage", "9", "--train_config",
+                       a.config_template.format(variant=v), "--tag", tag, "--inference_model", "valid.acc.best.pth",
+                       "--inference_ngpu", str(a.ngpu), "--inference_args", a.inference_args]
+                 for tag, v, s in runs if (RECIPE / "exp" / tag / "valid.acc.best.pth").exists()},
+                logs, "decode", env, deadline - a.table_reserve_s)
+            phase("decode", t)
+        t = time.time()
+        sh([a.python, "-m", "local.make_table", "--exp_template", "exp/tts_ui_{variant}_seed{seed}", "--variants",
+            " ".join(a.variants), "--seeds", " ".join(map(str, a.seeds)), "--out_dir", "exp/table_tts_ui_gpu",
+            "--title", "S-MoE vs hard sharing: tts_ui, GPU configs (bf16), time-budgeted training",
+            "--command", shlex.join(sys.argv), "--note", a.note], logs / "table.log", env,
+           timeout=max(30.0, deadline + 30 - time.time()))
+        phase("table", t)
+        return 0
+    except Exception as e:  # pack what there is, then fail
+        logging.exception("gpu_table run failed")
+        status["error"] = repr(e)
+        return 1
+    finally:
+        status["seconds"] = times
+        status["total_s"] = round(time.time() - t0, 1)
+        (RECIPE / "exp/gpu_table_status.json").write_text(json.dumps(status, indent=1) + "\n")
+        pack_results(out, tags)
+
+
+def run_sh_args(a: argparse.Namespace, b: Path) -> list[str]:
+    """run.sh and the options every call shares: the corpus, its sizes, all cores, the test sets."""
+    sizes = json.loads((b / "bundle.json").read_text())["sizes"]
+    return ["./run.sh", "--corpus", "tts_ui", "--tts_ui_sizes", " ".join(sizes[1:6:2]),
+            "--nj", str(os.cpu_count() or 2), "--test_sets", " ".join(a.test_sets)]
+
+
+def run_side_by_side(cmds: dict[str, list[str]], logs: Path, what: str, env: dict, deadline: float) -> dict:
+    """Start every command at once (logs/<tag>.<what>.log); stop those still running at the deadline."""
+    procs = []
+    for tag, cmd in cmds.items():
+        log = logs / f"{tag}.{what}.log"
+        logging.info("$ %s  > %s", shlex.join(cmd), log)
+        with open(log, "w") as f:
+            procs.append(subprocess.Popen(cmd, cwd=RECIPE, env=env, start_new_session=True, stdout=f,
+                                          stderr=subprocess.STDOUT))
+    return dict(zip(cmds, wait_group(procs, deadline)))
+
+
+def corpus(a: argparse.Namespace, b: Path, logs: Path, env: dict, phase) -> None:
+    """Unpack the bundle, make the tts_ui audio and data dirs, tokens and feature stats."""
+    run_sh = run_sh_args(a, b)
+    nj = str(os.cpu_count() or 2)
+    sizes = json.loads((b / "bundle.json").read_text())["sizes"]
+    t = time.time()
+    for tar, dest in (("tts_prefix.tar.xz", RECIPE / "downloads/tts_ui/prefix"),
+                      ("tts_ui_text.tar.xz", RECIPE / "data/local/tts_ui"), ("asterisk_tests.tar.xz", RECIPE)):
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(b / tar) as f:
+            f.extractall(dest, filter="tar")
+    phase("unpack", t)
+
+    t = time.time()
+    code = sh([a.python, "-m", "local.tts_ui.prepare", "--out_data", "data", "--audio_dir",
+               "downloads/tts_ui/audio", "--stage", "plan", "--stop_stage", "data", "--offline", "--nj", nj,
+               *sizes], logs / "tts_ui.log", env)
+    phase("tts_ui", t)
+    if code:
+        raise RuntimeError(f"tts_ui corpus failed ({logs / 'tts_ui.log'})")
+
+    t = time.time()
+    # run.sh stage 3 for --corpus tts_ui, without the Asterisk split (its tests came ready)
+    tests_dirs = [f"data/{x}" for x in a.test_sets]
+    code = sh([a.python, "-m", "local.combine_data", "--out", "data/tts_ui_train_mix", "--sets",
+               "data/tts_ui_train", "--exclude", "data/tts_ui_dev", *tests_dirs], logs / "data.log", env)
+    code = code or sh([a.python, "-m", "local.combine_data", "--out", "data/tts_ui_dev_mix", "--sets",
+                       "data/tts_ui_dev", "--exclude", *tests_dirs], logs / "data.log", env)
+    code = code or sh([*run_sh, "--stage", "4", "--stop_stage", "5", "--train_config",
+                       a.config_template.format(variant=a.variants[0])], logs / "data.log", env)
+    phase("data_tokens_stats", t)
+    if code:
+        raise RuntimeError(f"combine/tokens/stats failed ({logs / 'data.log'})")
+
+
+def prepare_env(a: argparse.Namespace, b: Path, logs: Path) -> dict:
+    """Wheels into a private site dir, and a venv for path.sh that is only this interpreter.
+
+    A real project venv (made by tools/setup_venv.sh) is used as it is.
+    """
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    venv = REPO / ".venv/bin"
+    shim_mark = "# made by local/gpu_table.py"
+    if (venv / "python").exists() and shim_mark not in (venv / "activate").read_text():
+        return env
+    site = Path(a.work_dir).resolve() / "site"
+    if not (site / ".installed").exists():
+        wheels = sorted(str(w) for w in (b / "wheels").glob("*.whl"))
+        code = sh([a.python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                   "--no-cache-dir", "--upgrade", "--target", str(site), *wheels], logs / "pip.log")
+        if code:
+            raise RuntimeError(f"pip install of the bundle's wheels failed ({logs / 'pip.log'})")
+        (site / ".installed").touch()
+    venv.mkdir(parents=True, exist_ok=True)
+    # a script, not a symlink: an interpreter of a venv finds its packages only when started by its own path
+    (venv / "python").unlink(missing_ok=True)
+    (venv / "python").write_text(f"#!/bin/sh\nexec {shutil.which(a.python) or a.python} \"$@\"\n")
+    (venv / "python").chmod(0o755)
+    (venv / "activate").write_text(
+        f"{shim_mark}: the machine's interpreter with the bundle's wheels\n"
+        f"export PATH={venv}:$PATH\nexport PYTHONPATH={site}:{REPO}${{PYTHONPATH:+:$PYTHONPATH}}\n")
+    env["PYTHONPATH"] = f"{site}:{REPO}" + (f":{env['PYTHONPATH']}" if env.get("PYTHONPATH") else "")
+    return env
+
+
+def pack_results(out: Path, tags: list[str]) -> None:
+    """Small outputs only (no audio, no checkpoints) into <out>/results.tar.gz, and the table beside it."""
+    members = []
+    for p in ["exp/gpu_table_status.json", "exp/gpu_table_logs", "exp/table_tts_ui_gpu",
+              "data/local/tts_ui/report.json"]:
+        if (RECIPE / p).exists():
+            members.append(p)
+    for tag in tags:
+        d = RECIPE / "exp" / tag
+        for name in ("results.json", "RESULTS.md", "config.yaml", "train.log", "model_info.json"):
+            if (d / name).exists():
+                members.append(f"exp/{tag}/{name}")
+        for f in sorted(d.glob("decode_*/*/1best_recog/text*")):  # hypotheses, as local/score.py reads them
+            members.append(str(f.relative_to(RECIPE)))
+    for f in sorted((RECIPE / "data").glob("*test*/text.*")) + sorted((RECIPE / "data").glob("*test*/utt2bw")):
+        members.append(str(f.relative_to(RECIPE)))  # references, for a paired bootstrap later
+    with tarfile.open(out / "results.tar.gz", "w:gz") as tar:
+        for m in members:
+            tar.add(RECIPE / m, arcname=m)
+    for name in ("table.md", "table.json", "table.png"):
+        f = RECIPE / "exp/table_tts_ui_gpu" / name
+        if f.exists():
+            shutil.copy2(f, out / name)
+    shutil.copy2(RECIPE / "exp/gpu_table_status.json", out / "status.json")
+
+
+# ----------------------------------------------------------------------------- CLI
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    pb = sub.add_parser("bundle", help="make the bundle here")
+    pr = sub.add_parser("run", help="run the table on the GPU machine")
+    for q in (pb, pr):
+        q.add_argument("--bundle_dir", type=Path, default=REPO / "gpu_bundle")
+    pb.add_argument("--num_train", type=int, default=10000)
+    pb.add_argument("--num_dev", type=int, default=300)
+    pb.add_argument("--num_test", type=int, default=300)
+    pb.add_argument("--seed", type=int, default=1, help="corpus seed")
+    pb.add_argument("--asterisk_tests", nargs="+", default=["test_nb", "test_wb"])
+    pb.add_argument("--pip_python", default="python3", help="an interpreter with pip, for `pip download`")
+    pr.add_argument("--out_dir", type=Path, required=True)
+    pr.add_argument("--work_dir", type=Path, default=Path("/tmp/gpu_table"))
+    pr.add_argument("--python", default=sys.executable)
+    pr.add_argument("--budget_s", type=float, default=500, help="wall-clock budget of the whole run")
+    pr.add_argument("--decode_reserve_s", type=float, default=130, help="kept for decoding, scoring, table")
+    pr.add_argument("--table_reserve_s", type=float, default=40, help="kept for the table and packing")
+    pr.add_argument("--phases", nargs="+", default=["corpus", "train", "decode"],
+                    choices=["corpus", "train", "decode"], help="the table is always made (a rerun can skip phases)")
+    pr.add_argument("--ngpu", type=int, default=1, help="0: a CPU rehearsal (with the tiny configs)")
+    pr.add_argument("--config_template", default="conf/train_{variant}.yaml",
+                    help="conf/tuning/train_{variant}_tiny.yaml for a CPU rehearsal")
+    pr.add_argument("--variants", nargs="+", default=["hard_sharing", "smoe_encdec"])
+    pr.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    pr.add_argument("--test_sets", nargs="+", default=["tts_ui_test_nb", "tts_ui_test_wb", "test_nb", "test_wb"])
+    pr.add_argument("--train_args", default="--max_epoch 1000 --num_iters_per_epoch 200 --batch_bins 4000000 "
+                    "--scheduler_conf warmup_steps=600 --optim_conf lr=0.0015 --use_amp true --num_workers 3")
+    pr.add_argument("--inference_args", default="--batch_size 32")
+    pr.add_argument("--note", default="")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (gpu_table) %(message)s")
+    a = get_parser().parse_args(argv)
+    if a.command == "bundle":
+        bundle(a)
+        return 0
+    return run(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

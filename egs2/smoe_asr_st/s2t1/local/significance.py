@@ -1,0 +1,123 @@
+"""Paired bootstrap resampling between two systems on the same test utterances.
+
+sacrebleu's paired bootstrap (``sacrebleu.significance``, the Moses test) resamples the test
+utterances with replacement, recomputes each system's corpus score from per-utterance
+sufficient statistics, and asks how often the resampled difference strays from its mean by
+more than the observed difference. This module does the same for WER (per-utterance word
+edits and reference words) and for sacrebleu's BLEU/chrF statistics, with one addition: a
+system may have several training seeds, and its score on a resample is the mean over its
+seeds, so one index draw serves every seed of both systems (seeds stay paired with the test
+utterances, and the spread over seeds is reported separately by make_table).
+
+With one seed per system, BLEU gives exactly sacrebleu's ``PairedTest(test_type="bs")``
+p-value for the same RNG seed (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+SACREBLEU_SEED = 12345  # sacrebleu's default SACREBLEU_SEED
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """System B against baseline A on one test set and metric.
+
+    delta: B - A on the whole test set (mean over seeds); ci_low/ci_high: the 2.5 and 97.5
+    percentiles of the resampled B - A; p_value: the paired bootstrap p-value of the difference.
+    """
+
+    baseline: float
+    system: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    num_utts: int
+    num_samples: int
+
+
+def wer_statistics(refs: list[str], hyps: list[str]) -> np.ndarray:
+    """Per utterance: [word edits (S + D + I), reference words]. (num_utts, 2)."""
+    import jiwer
+
+    stats = np.zeros((len(refs), 2), dtype=np.float64)
+    for i, (ref, hyp) in enumerate(zip(refs, hyps, strict=True)):
+        if not ref.split():
+            stats[i] = (len(hyp.split()), 0)  # every hypothesis word is an insertion
+            continue
+        out = jiwer.process_words(ref, hyp)
+        stats[i] = (out.substitutions + out.deletions + out.insertions, out.hits + out.substitutions + out.deletions)
+    return stats
+
+
+def wer_from_statistics(total: np.ndarray) -> float:
+    return 100.0 * float(total[0]) / max(float(total[1]), 1.0)
+
+
+def sacrebleu_statistics(metric_name: str, refs: list[str], hyps: list[str]):
+    """sacrebleu's per-sentence sufficient statistics and the function that scores their sum."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    metric = {"bleu": BLEU, "chrf": CHRF}[metric_name]()
+    stats = np.array(metric._extract_corpus_statistics(hyps, [refs]), dtype="float32")
+    return stats, lambda total: metric._compute_score_from_stats(total).score
+
+
+def paired_bootstrap(
+    baseline: list[np.ndarray],
+    system: list[np.ndarray],
+    score: Callable[[np.ndarray], float],
+    num_samples: int = 1000,
+    seed: int = SACREBLEU_SEED,
+) -> Comparison:
+    """Paired bootstrap of ``system`` against ``baseline``.
+
+    Args:
+        baseline: One (num_utts, num_stats) array of sufficient statistics per seed.
+        system: The same for the other system (any number of seeds), rows in the same utterance order.
+        score: Corpus score of a column sum of statistics.
+        num_samples: Resamples.
+        seed: RNG seed of the index draw (sacrebleu's default).
+    """
+    n = {s.shape[0] for s in baseline + system}
+    assert len(n) == 1, f"systems cover different numbers of utterances: {sorted(n)}"
+    (num_utts,) = n
+    rng = np.random.default_rng(seed)
+    idxs = rng.choice(num_utts, size=(num_samples, num_utts), replace=True)  # as sacrebleu draws them
+
+    def mean_score(stats: list[np.ndarray]) -> float:
+        return float(np.mean([score(s.sum(0)) for s in stats]))
+
+    def resampled(stats: list[np.ndarray]) -> np.ndarray:  # (num_samples,)
+        return np.mean([[score(s[i].sum(0)) for i in idxs] for s in stats], axis=0)
+
+    a, b = mean_score(baseline), mean_score(system)
+    ra, rb = resampled(baseline), resampled(system)
+    # sacrebleu's p-value: how often |B - A| on a resample strays from its mean by more than observed
+    sample_diffs = np.abs(rb - ra)
+    p_value = (int(np.sum(sample_diffs - sample_diffs.mean() > abs(b - a))) + 1) / (num_samples + 1)
+    low, high = np.percentile(rb - ra, [2.5, 97.5])
+    return Comparison(baseline=a, system=b, delta=b - a, ci_low=float(low), ci_high=float(high),
+                      p_value=p_value, num_utts=num_utts, num_samples=num_samples)
+
+
+def compare(metric: str, refs: list[str], baseline_hyps: list[list[str]], system_hyps: list[list[str]],
+            num_samples: int = 1000, seed: int = SACREBLEU_SEED) -> Comparison:
+    """``metric`` (wer, bleu or chrf) of a system against a baseline, each with one hypothesis list per seed.
+
+    WER expects normalised references and hypotheses (as local/score.py scores them).
+    """
+    if metric == "wer":
+        to_stats, score = (lambda hyps: wer_statistics(refs, hyps)), wer_from_statistics
+    elif metric in ("bleu", "chrf"):
+        score = sacrebleu_statistics(metric, refs, refs[:1] * len(refs))[1]
+        to_stats = lambda hyps: sacrebleu_statistics(metric, refs, hyps)[0]  # noqa: E731
+    else:
+        raise ValueError(f"unknown metric {metric!r}: expected wer, bleu or chrf")
+    return paired_bootstrap([to_stats(h) for h in baseline_hyps], [to_stats(h) for h in system_hyps], score,
+                            num_samples=num_samples, seed=seed)
