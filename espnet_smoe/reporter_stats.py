@@ -41,3 +41,18 @@ def read_reporter_stats(exp_dir: Path) -> dict[int, dict[str, dict[str, float]]]
         int(epoch): {part: {k: _number(v) for k, v in values.items()} for part, values in stats[epoch].items()}
         for epoch in sorted(stats)
     }
+
+
+if __name__ == "__main__":  # python -m espnet_smoe.reporter_stats <exp_dir> [--out stats.json]
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Per-epoch reporter statistics of a run as JSON")
+    parser.add_argument("exp_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="default: standard output")
+    args = parser.parse_args()
+    text = json.dumps(read_reporter_stats(args.exp_dir), indent=1) + "\n"
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text, end="")

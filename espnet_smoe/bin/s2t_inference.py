@@ -24,6 +24,7 @@ from pathlib import Path
 import espnet2.bin.s2t_inference as espnet_inference
 from espnet2.legacy.utils.cli_utils import get_commandline_args
 
+from espnet_smoe.bin import reset_root_logging
 from espnet_smoe.inference import SMoESpeech2Text
 
 
@@ -105,6 +106,7 @@ def main(cmd=None):
         for task, output_dir, ctc_weight in runs:
             if ctc_weight != kwargs["ctc_weight"]:
                 logging.warning("task %s: ctc_weight %s -> 0 (not in --ctc_tasks)", task, kwargs["ctc_weight"])
+            reset_root_logging()  # so that inference()'s basicConfig(level=--log_level) applies
             espnet_inference.inference(
                 **{**kwargs, "task_sym": task, "output_dir": output_dir, "ctc_weight": ctc_weight}
             )

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 import espnet_smoe  # noqa: F401  (registers smoe_conformer, smoe_transformer, smoe, smoe_s2t)
+from espnet_smoe.bin import reset_root_logging
 from espnet_smoe.task import SMoES2TTask
 
 
@@ -50,6 +51,7 @@ def check_resume_checkpoint(cmd=None) -> None:
 
 def main(cmd=None):
     check_resume_checkpoint(cmd)
+    reset_root_logging()
     SMoES2TTask.main(cmd=cmd)
 
 

@@ -89,3 +89,17 @@ def test_checkpoint_check_only_runs_when_resuming(tmp_path, argv):
             check_resume_checkpoint(argv[-2:] + ["--resume", "true"])
     finally:
         os.chdir(cwd)
+
+
+def test_an_import_time_warning_does_not_silence_espnet_info_logs():
+    """espnet2 warns at import when hydra is missing; the launcher must still log at --log_level INFO."""
+    code = (
+        "import logging, sys\n"
+        "logging.warning('an optional package is missing')  # what an espnet2 import does\n"
+        "from espnet_smoe.bin import reset_root_logging\n"
+        "reset_root_logging()\n"
+        "logging.basicConfig(level='INFO', format='%(levelname)s %(message)s')  # what ESPnet's main does\n"
+        "logging.info('epoch results')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "INFO epoch results" in out.stderr, out.stderr
