@@ -249,8 +249,8 @@ def run(a: argparse.Namespace) -> int:
         t = time.time()
         for tag in tags:  # per-epoch times and losses of each run (its checkpoint does not travel back)
             if (RECIPE / "exp" / tag / "checkpoint.pth").exists():
-                sh([a.python, "-m", "espnet_smoe.reporter_stats", f"exp/{tag}", "--out", f"exp/{tag}/reporter_stats.json"],
-                   logs / "table.log", env, timeout=60)
+                sh([a.python, "-m", "espnet_smoe.reporter_stats", f"exp/{tag}", "--out",
+                    f"exp/{tag}/reporter_stats.json"], logs / "table.log", env, timeout=60)
         sh([a.python, "-m", "local.make_table", "--exp_template", "exp/tts_ui_{variant}_seed{seed}", "--variants",
             " ".join(a.variants), "--seeds", " ".join(map(str, a.seeds)), "--out_dir", "exp/table_tts_ui_gpu",
             "--title", "S-MoE vs hard sharing: tts_ui, GPU configs (bf16), time-budgeted training",
@@ -362,7 +362,8 @@ def pack_results(out: Path, tags: list[str]) -> None:
             members.append(p)
     for tag in tags:
         d = RECIPE / "exp" / tag
-        for name in ("results.json", "RESULTS.md", "config.yaml", "train.log", "model_info.json", "reporter_stats.json"):
+        for name in ("results.json", "RESULTS.md", "config.yaml", "train.log", "model_info.json",
+                     "reporter_stats.json"):
             if (d / name).exists():
                 members.append(f"exp/{tag}/{name}")
         for f in sorted(d.glob("decode_*/*/1best_recog/text*")):  # hypotheses, as local/score.py reads them
