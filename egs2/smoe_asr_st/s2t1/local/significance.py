@@ -101,6 +101,8 @@ def paired_bootstrap(
     # sacrebleu's p-value: how often |B - A| on a resample strays from its mean by more than observed
     sample_diffs = np.abs(rb - ra)
     p_value = (int(np.sum(sample_diffs - sample_diffs.mean() > abs(b - a))) + 1) / (num_samples + 1)
+    if b == a:  # no difference to test (sacrebleu's formula would give its smallest p-value here)
+        p_value = 1.0
     low, high = np.percentile(rb - ra, [2.5, 97.5])
     return Comparison(baseline=a, system=b, delta=b - a, ci_low=float(low), ci_high=float(high),
                       p_value=p_value, num_utts=num_utts, num_samples=num_samples)

@@ -68,6 +68,13 @@ def test_seeds_are_averaged_on_the_same_resample():
     assert c.num_utts == 30 and c.num_samples == 50
 
 
+def test_no_difference_has_p_value_one():
+    refs = _sentences(20, 16)
+    hyps = _corrupt(refs, 0.3, 17)
+    c = compare("bleu", refs, [hyps], [list(hyps)], num_samples=50)
+    assert c.delta == 0 and c.p_value == 1.0 and c.ci_low == c.ci_high == 0, c
+
+
 def test_mismatched_systems_are_refused():
     a, b = np.ones((5, 2)), np.ones((6, 2))
     with pytest.raises(AssertionError, match="different numbers of utterances"):
