@@ -48,7 +48,11 @@ def models(an4_data, tmp_path_factory):
     dense = copy.deepcopy(conf)
     dense["encoder"], dense["decoder"] = "conformer", "transformer"
     del dense["encoder_conf"]["routing"], dense["decoder_conf"]["routing"]
-    return {"smoe": write_model(out / "smoe", conf, seed=0), "dense": write_model(out / "dense", dense, seed=1)}
+    gated = copy.deepcopy(dense)
+    gated["encoder"], gated["decoder"] = "gated_moe_conformer", "gated_moe_transformer"
+    gated["encoder_conf"]["num_experts"] = gated["decoder_conf"]["num_experts"] = 2
+    return {"smoe": write_model(out / "smoe", conf, seed=0), "dense": write_model(out / "dense", dense, seed=1),
+            "gated": write_model(out / "gated", gated, seed=2)}
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +184,7 @@ def test_groups_cover_every_parameter_once(smoe):
         assert expected in groups
 
 
-def test_expert_shares_equal_the_routing(smoe, an4_data, tmp_path):
+def test_expert_shares_equal_the_routing(smoe, models, an4_data, tmp_path):
     result = run_tool(smoe, an4_data, tmp_path / "out", "--batch_order", "file", "--batch_size", "6",
                       "--num_batches", "100")
     keys = smoe["keys"]
@@ -216,6 +220,21 @@ def test_expert_shares_equal_the_routing(smoe, an4_data, tmp_path):
         assert shares[block]["counts"]["<st_fra>"] == [0, tokens["<st_fra>"]]
         assert shares[block]["shares"]["<st_fra>"] == [0.0, 1.0]
         assert sum(shares[block]["counts"]["<nb>"]) + sum(shares[block]["counts"]["<wb>"]) == sum(tokens.values())
+
+    # learned gate (baseline): routed per frame/token, so only the totals are known in advance
+    gated = run_tool(models["gated"], an4_data, tmp_path / "gated", "--batch_order", "file", "--batch_size", "6",
+                     "--num_batches", "100")
+    shares = gated["expert_shares"]
+    assert sorted(shares) == sorted(b + ".experts" for b in enc + dec)
+    for block, entry in shares.items():
+        totals = frames if block.startswith("encoder") else tokens
+        for label in ("<asr>", "<st_fra>") + (("<nb>", "<wb>") if block.startswith("encoder") else ()):
+            assert sum(entry["counts"][label]) == totals[label], (block, label)
+        assert sum(entry["counts"]["<nb>"]) + sum(entry["counts"]["<wb>"]) == sum(
+            sum(entry["counts"][t]) for t in ("<asr>", "<st_fra>"))
+    groups = gated["gradient_cosine"]["task"]["groups"]
+    assert "encoder.encoders.0.feed_forward.experts.expert1" in groups
+    assert "encoder.encoders.0.feed_forward" in groups  # its router
 
 
 def test_json_schema_png_and_hard_sharing(smoe, dense, an4_data, tmp_path):
