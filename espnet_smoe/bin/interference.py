@@ -14,8 +14,9 @@ Run it from the recipe dir (config.yaml's paths are relative to it):
 
 writes ``interference.json`` and ``interference.png`` in ``--out_dir``.
 Without ``--data_dir`` or ``--data_path_and_name_and_type``, the config's
-validation data are used. Works for dense (hard sharing), S-MoE and
-learned-gate models. Compare models by running it once per model, then:
+validation data (and its valid_shape_file for the lengths) are used. Works
+for dense (hard sharing), S-MoE and learned-gate models. Compare models by
+running it once per model, then:
 
     python -m espnet_smoe.bin.interference --plot exp/hs/interference/interference.json \\
         exp/smoe/interference/interference.json --names "hard sharing" "S-MoE" --out_dir exp/interference
@@ -60,7 +61,8 @@ def get_parser() -> argparse.ArgumentParser:
                       help="path,name,type as in ESPnet (repeat; utt2bw,bandwidth,text is needed)")
     data.add_argument("--key_file", type=Path, default=None, help="use only these utterances")
     data.add_argument("--shape_file", type=Path, default=None,
-                      help="ESPnet speech_shape file: lengths for --batch_order sorted without reading the audio")
+                      help="ESPnet speech_shape file: lengths for --batch_order sorted without reading the audio "
+                      "(default with the config's validation data: its valid_shape_file)")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--num_batches", type=int, default=10, help="at most this many batches")
     parser.add_argument("--batch_order", choices=("sorted", "random", "file"), default="sorted",
@@ -144,7 +146,7 @@ def plan_batches(
     elif order == "sorted":
         missing = [k for k in keys if k not in lengths]
         if missing:
-            raise ValueError(f"no length for {len(missing)} utterances, e.g. {missing[:3]}")
+            raise ValueError(f"no length for {len(missing)} utterances (see --shape_file), e.g. {missing[:3]}")
         keys.sort(key=lambda k: -lengths[k])
     batches = [keys[i : i + batch_size] for i in range(0, len(keys), batch_size)]
     if order == "sorted":
@@ -187,8 +189,15 @@ def measure(args) -> dict:
     keys = read_keys(args.key_file) if args.key_file is not None else read_keys(Path(triplets[0][0]))
     lengths = None
     if args.batch_order == "sorted":
-        if args.shape_file is not None:
-            lengths = read_lengths(args.shape_file)
+        shape_file = args.shape_file
+        if shape_file is None and args.data_dir is None and not args.data_path_and_name_and_type:
+            # the config's validation data: its shape file (collect_stats) has the lengths
+            valid_shapes = getattr(train_args, "valid_shape_file", None) or []
+            if valid_shapes and Path(valid_shapes[0]).exists():
+                shape_file = Path(valid_shapes[0])
+        if shape_file is not None:
+            logging.info("lengths from %s", shape_file)
+            lengths = read_lengths(shape_file)
         else:
             logging.info("reading %d utterances for their lengths (--shape_file skips this)", len(keys))
             lengths = {k: len(dataset[k][1]["speech"]) for k in keys}

@@ -274,6 +274,26 @@ def test_json_schema_png_and_hard_sharing(smoe, dense, an4_data, tmp_path):
     assert (tmp_path / "cmp/interference_compare.png").read_bytes().startswith(PNG_MAGIC)
 
 
+def test_default_data_is_the_configs_validation_set(smoe, an4_data, tmp_path):
+    conf = yaml.safe_load(smoe["config"].read_text())
+    triplets = [[str(an4_data["data"] / "train" / f), name, kind] for f, name, kind in DATA_DIR_FILES]
+    conf["valid_data_path_and_name_and_type"] = triplets
+    shapes = {k: len(smoe["dataset"][k][1]["speech"]) for k in smoe["keys"]}
+    shape_file = tmp_path / "speech_shape"
+    conf["valid_shape_file"] = [str(shape_file)]
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(conf, sort_keys=False))
+    args = ["--config", str(config), "--model_file", str(smoe["model_file"]), "--batch_size", "8",
+            "--num_batches", "1", "--out_dir", str(tmp_path / "out")]
+    shape_file.write_text("".join(f"{k} {n}\n" for k, n in list(shapes.items())[1:]))
+    with pytest.raises(ValueError, match="no length for 1 utterances"):  # it reads the config's shape file
+        interference_main(args)
+    shape_file.write_text("".join(f"{k} {n}\n" for k, n in shapes.items()))
+    interference_main(args)
+    result = json.loads((tmp_path / "out/interference.json").read_text())
+    assert result["data"]["files"] == triplets and result["data"]["utterances"] == 8
+
+
 def test_loss_part_att_leaves_ctc_without_gradient(smoe, an4_data, tmp_path):
     result = run_tool(smoe, an4_data, tmp_path / "out", "--batch_size", "8", "--num_batches", "1",
                       "--batch_order", "random", "--loss_part", "att")
