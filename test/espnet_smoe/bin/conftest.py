@@ -124,6 +124,13 @@ def data_args(data: Path, split: str, flag: str):
     return out
 
 
+@pytest.fixture(scope="session")
+def an4_data(tmp_path_factory):
+    """The AN4 data set and the tiny config, without training: root holds data/, tokens.txt, bpe.model."""
+    root = tmp_path_factory.mktemp("an4_data")
+    return {"root": root, "data": make_dataset(root), "config": tiny_config(root)}
+
+
 @pytest.fixture
 def decode():
     return _decode
