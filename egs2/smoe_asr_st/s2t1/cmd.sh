@@ -11,8 +11,10 @@
 # cmd_backend selects where jobs run:
 #   local: on this machine, all jobs of an array in parallel (add
 #          --max_jobs_run N to the command variable to cap them).
-#   slurm: sbatch --wait, options from conf/slurm.conf (partition, gres, mem,
-#          time, cpus); multi-node training with --num_nodes N runs under srun.
+#   slurm: submitit submits each command (an array for JOB=a:b) and waits;
+#          options from conf/slurm.conf (partition, gres, mem, time, cpus, ...);
+#          --num_nodes N runs one task per node under srun, for ESPnet's
+#          --dist_launcher slurm.
 # It can be overridden from the environment: cmd_backend=slurm ./run.sh ...
 
 cmd_backend=${cmd_backend:-local}
