@@ -15,16 +15,18 @@
 #          options from conf/slurm.conf (partition, gres, mem, time, cpus, ...);
 #          --num_nodes N runs one task per node under srun, for ESPnet's
 #          --dist_launcher slurm.
-# It can be overridden from the environment: cmd_backend=slurm ./run.sh ...
+# Both can be overridden from the environment:
+#   cmd_backend=slurm slurm_conf=/path/to/slurm.conf ./run.sh ...
 
 cmd_backend=${cmd_backend:-local}
+slurm_conf=${slurm_conf:-conf/slurm.conf}
 
 case "${cmd_backend}" in
     local)
         _launch="python -m local.launch --backend local"
         ;;
     slurm)
-        _launch="python -m local.launch --backend slurm --config conf/slurm.conf"
+        _launch="python -m local.launch --backend slurm --config ${slurm_conf}"
         ;;
     *)
         echo "cmd.sh: unknown cmd_backend '${cmd_backend}' (expected local or slurm)" >&2

@@ -4,28 +4,27 @@ slurm_cluster.sh (next to this file) installs Debian's slurm-wlm and munge if ne
 and starts slurmctld and two slurmd nodes (smoe1, smoe2) on this machine, once per
 machine; the session fixture below calls it. Everything here goes through sbatch,
 srun and squeue of that cluster: job arrays, exit codes, one log per JOB index, a
-failing and a killed job named in the report, and a tiny ESPnet S-MoE training on
-two nodes (gloo DDP through ESPnet's --dist_launcher slurm) whose model a 2-job
-decode array then decodes, as run.sh's stages 6 and 7 do.
+failing and a killed job named in the report, and cmd_backend=slurm ./run.sh
+training a tiny S-MoE model on two nodes (gloo DDP through ESPnet's --dist_launcher
+slurm) and decoding it with a 2-job array.
 """
 
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 import torch
 import yaml
 
 from local import launch
 
 LAUNCH = Path(launch.__file__)
-RECIPE = LAUNCH.parents[1]
 CLUSTER_SCRIPT = Path(__file__).with_name("slurm_cluster.sh")
 TEST_CONF = "partition = debug\ncpus_per_task = 1\ntime = 15\n"
 
@@ -152,72 +151,73 @@ def _an4_helpers():
     return module
 
 
-def test_espnet_ddp_training_on_two_nodes_then_decode_array(work):
-    """run.sh's stage 6 with --num_nodes 2 and stage 7 with --nj 2, on the tiny AN4 model."""
+def _stage(run_sh: str, title: str) -> int:
+    """Number of run.sh's stage whose log line starts with title (stages get renumbered)."""
+    return int(re.search(rf'log "Stage (\d+): {title}', run_sh)[1])
+
+
+def _keys(path: Path) -> list:
+    return [line.split()[0] for line in path.read_text().splitlines()]
+
+
+def test_run_sh_trains_on_two_nodes_and_decodes_a_job_array(work, scratch_recipe):
+    """cmd_backend=slurm ./run.sh, stages statistics -> training -> decoding, on the tiny AN4 data.
+
+    Training runs as run.sh runs it for --num_nodes 2: one srun task per node, ESPnet's
+    --dist_launcher slurm reads the ranks (gloo on CPU: --ngpu 0). Stages 1-4 (corpus
+    download, data prep, tokens) are replaced by a prepared data dir: they take minutes
+    and have their own tests.
+    """
     an4 = _an4_helpers()
     start = time.monotonic()
+    recipe = scratch_recipe(work / "root")
     data = an4.make_dataset(work)
+    for name, split in (("train_mix", "train"), ("dev_mix", "train"), ("an4_test", "test")):
+        shutil.copytree(data / split, recipe / "data" / name)
+    tokens = recipe / "data/token_list/asterisk_bpe_unigram600"
+    tokens.mkdir(parents=True)
+    for name in ("bpe.model", "tokens.txt"):
+        shutil.copy(work / name, tokens / name)
     conf = yaml.safe_load(an4.tiny_config(work).read_text())
     conf.update(max_epoch=1, num_iters_per_epoch=4, batch_size=2)
-    config = work / "train.yaml"
-    config.write_text(yaml.safe_dump(conf))
-    common = an4._common_args(work, data)
-    py = sys.executable
+    (recipe / "train_an4.yaml").write_text(yaml.safe_dump(conf))
 
-    # no stats stage (a Python process less: importing ESPnet is most of each job's time): no feature
-    # normalisation, and the shape file that batch_type "sorted" needs written here (samples per utterance)
-    shapes = "".join(f"{utt} {sf.info(wav).frames}\n" for utt, wav in
-                     (line.split() for line in (data / "train/wav.scp").read_text().splitlines()))
-    (work / "speech_shape").write_text(shapes)
+    run_sh = (recipe / "run.sh").read_text()
+    first, last = _stage(run_sh, "feature statistics"), _stage(run_sh, "decode")
+    assert _stage(run_sh, "train") == first + 1 == last - 1
+    env = {**os.environ, "cmd_backend": "slurm", "slurm_conf": str(work / "slurm.conf")}
+    proc = subprocess.run(
+        ["./run.sh", "--stage", str(first), "--stop_stage", str(last), "--ngpu", "0", "--num_nodes", "2",
+         "--nj", "2", "--train_config", "train_an4.yaml", "--tag", "an4", "--test_sets", "an4_test",
+         "--train_args", "--dist_backend gloo", "--inference_args", "--beam_size 2 --maxlenratio 0.3"],
+        cwd=recipe, env=env, capture_output=True, text=True, timeout=900)
+    exp = recipe / "exp/an4"
+    rank0 = (exp / "train.log").read_text() if (exp / "train.log").exists() else ""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + rank0[-3000:]
+    print(f"tiny AN4 through cmd_backend=slurm ./run.sh: {time.monotonic() - start:.0f} s")
 
-    # training: one task per node, ESPnet reads its rank and world size from srun (run.sh's num_nodes > 1 path;
-    # --ngpu 0 and gloo for CPU)
-    exp = work / "exp"
-    proc = slurm(work, "--num_nodes", "2", "exp/train.log", py, "-m", "espnet_smoe.bin.s2t_train",
-                 "--config", str(config), *common, "--normalize", "none",
-                 "--train_shape_file", "speech_shape", "--valid_shape_file", "speech_shape",
-                 "--multiprocessing_distributed", "true", "--dist_launcher", "slurm", "--dist_backend", "gloo",
-                 "--dist_init_method", f"file://{exp}/.dist_init", "--output_dir", "exp", timeout=600)
-    rank0 = (exp / "train.log").read_text()
-    assert proc.returncode == 0, proc.stderr + rank0[-3000:]
-    # rank 0 logs as [host:0/2]: a world of two (gloo's init returns only when both joined)
+    # statistics: a single job on the cluster
+    assert "slurm job" in header(recipe / "exp/stats_asterisk_bpe600/logs/stats.log")
+    # training: rank 0 logs as [host:0/2], a world of two (gloo's init returns only when both joined)
     assert re.search(r"^\[[^\]:]+:0/2\] .*INFO: 1epoch results", rank0, re.M), rank0[-2000:]
     rank1 = (exp / "train.rank1.log").read_text()
     assert "task 1 of 2)" in rank1.splitlines()[1] and "# Ended (code 0)" in rank1
-    nodes = {re.search(r"\((smoe[12]), slurm job", text)[1] for text in (rank0, rank1)}
-    assert nodes == {"smoe1", "smoe2"}
+    assert "--dist_launcher slurm" in rank1.splitlines()[0]
+    assert {re.search(r"\((smoe[12]), slurm job", text)[1] for text in (rank0, rank1)} == {"smoe1", "smoe2"}
     state = torch.load(exp / "1epoch.pth", map_location="cpu")
-    assert state["decoder.decoders.0.feed_forward.w_1"].shape[0] == 2  # S-MoE experts were trained
-    assert (exp / "valid.acc.best.pth").exists()
-    print(f"data and DDP training: {time.monotonic() - start:.0f} s")
+    assert state["decoder.decoders.0.feed_forward.w_1"].shape[0] == 2  # the S-MoE model was trained
 
-    # decoding: run.sh's split -> JOB array -> merge
-    split = subprocess.run([py, "-m", "local.split_keys", "--scp", str(data / "test/wav.scp"), "--extra",
-                            str(data / "test/utt2bw"), "--nj", "2", "--out_dir", "dec"], cwd=work,
-                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(RECIPE)})
-    assert split.stdout == "2\n", split.stderr
-    proc = slurm(work, "JOB=1:2", "dec/logs/decode.JOB.log", py, "-m", "espnet_smoe.bin.s2t_inference",
-                 "--s2t_train_config", "exp/config.yaml", "--s2t_model_file", "exp/valid.acc.best.pth",
-                 "--data_path_and_name_and_type", "dec/keys.JOB.scp,speech,sound",
-                 "--data_path_and_name_and_type", "dec/utt2bw.JOB,bandwidth,text", "--task_sym", "asr", "st_fra",
-                 "--lang_sym", "eng", "--ngpu", "0", "--beam_size", "2", "--maxlenratio", "0.3",
-                 "--output_dir", "dec/output.JOB")
-    assert proc.returncode == 0, proc.stderr + (work / "dec/logs/decode.1.log").read_text()[-3000:]
-    all_keys = set()
+    # decoding: a 2-job array; each job decoded its keys in both tasks; the merge has every test utterance
+    decode = next(exp.glob("decode_*"))
+    arrays = set()
     for job in (1, 2):
-        keys = {line.split()[0] for line in (work / f"dec/keys.{job}.scp").read_text().splitlines()}
-        all_keys |= keys
-        assert "slurm job" in header(work / f"dec/logs/decode.{job}.log")
+        match = re.search(r"slurm job (\d+)_\d+, task 0 of 1", header(decode / f"an4_test/logs/decode.{job}.log"))
+        arrays.add(match[1])
+        keys = _keys(decode / f"an4_test/keys.{job}.scp")
         for task in ("asr", "st_fra"):
-            hyps = (work / f"dec/output.{job}/{task}/1best_recog/text").read_text().splitlines()
-            assert {line.split()[0] for line in hyps} == keys, (job, task)
-    test_keys = {line.split()[0] for line in (data / "test/wav.scp").read_text().splitlines()}
-    assert all_keys == test_keys and len(test_keys) >= 2
-    # run.sh's merge: every test utterance once, in both tasks
+            assert sorted(_keys(decode / f"an4_test/output.{job}/{task}/1best_recog/text")) == sorted(keys)
+    assert len(arrays) == 1
+    test_keys = sorted(_keys(data / "test/wav.scp"))
+    assert len(test_keys) >= 2
     for task in ("asr", "st_fra"):
-        proc = subprocess.run([py, "-m", "local.merge_decode", "--nj", "2", "--dir", "dec", "--task", task,
-                               "--out_dir", f"merged_{task}"], cwd=work, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(RECIPE)})
-        assert proc.returncode == 0, proc.stderr
-        merged = [line.split()[0] for line in (work / f"merged_{task}/1best_recog/text").read_text().splitlines()]
-        assert merged == sorted(test_keys)
+        assert _keys(decode / f"an4_test_{task}/1best_recog/text") == test_keys
