@@ -127,6 +127,7 @@ def slurm_parameters(args: argparse.Namespace) -> dict:
         conf.update(gres=gres.format(gpu=args.gpu), **({"partition": gpu_partition} if gpu_partition else {}))
     name = JOB.sub("", Path(args.log).name).removesuffix(".log").strip(".").replace("..", ".")
     conf.update(job_name=name or "job", nodes=args.num_nodes, ntasks_per_node=1, stderr_to_stdout=True,
+                # without a time, submitit would ask for its default of 5 minutes
                 mem=args.mem or conf.get("mem"), time=minutes(args.time or conf.get("time", "1-00:00:00")))
     if args.max_jobs_run:
         conf["array_parallelism"] = args.max_jobs_run
@@ -185,9 +186,11 @@ def run_slurm(args: argparse.Namespace, indices: list) -> dict:
     try:
         for index, job in zip(indices, jobs):
             try:
-                codes[index] = next((c for c in job.results() if c != 0), 0)
+                # one code per srun task; a failed task r > 0 is named with its own log
+                rank, code = next(((r, c) for r, c in enumerate(job.results()) if c != 0), (0, 0))
+                codes[index] = f"task {rank} exit code {code} ({job_log(args.log, index, rank)})" if rank else code
             except submitit.core.utils.FailedJobError:  # run_job itself raised (log dir not writable...)
-                codes[index] = f"the job failed to start, see {job.paths.stdout} and"
+                codes[index] = f"the launcher failed in the job (submitit log {job.paths.stdout})"
             except submitit.core.utils.UncompletedJobError:  # no result: Slurm ended the job
                 codes[index] = f"ended by Slurm (state {job.watcher.get_state(job.job_id, 'force')})"
     except KeyboardInterrupt:

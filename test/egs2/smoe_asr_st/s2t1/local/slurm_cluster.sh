@@ -23,7 +23,10 @@ export SLURM_CONF=${conf}
 
 if [ "${1:-}" = stop ]; then
     for pidfile in "${dir}"/slurmd.*.pid "${dir}/slurmctld.pid"; do
-        [ -s "${pidfile}" ] && kill "$(cat "${pidfile}")" 2>/dev/null || true
+        daemon=$(basename "${pidfile}" .pid); daemon=${daemon%%.*}
+        if [ -s "${pidfile}" ] && [ "$(cat "/proc/$(cat "${pidfile}")/comm" 2>/dev/null)" = "${daemon}" ]; then
+            kill "$(cat "${pidfile}")"
+        fi
     done
     exit 0
 fi
@@ -94,18 +97,18 @@ else
     changed=0
 fi
 
-running() {  # pidfile -> is its process alive
-    [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+running() {  # pidfile daemon -> is that daemon alive (a stale pidfile's number may be another process now)
+    [ -s "$1" ] && [ "$(cat "/proc/$(cat "$1")/comm" 2>/dev/null)" = "$2" ]
 }
 
-if [ "${changed}" = 1 ] && running "${dir}/slurmctld.pid"; then
+if [ "${changed}" = 1 ] && running "${dir}/slurmctld.pid" slurmctld; then
     scontrol reconfigure
 fi
-if ! running "${dir}/slurmctld.pid"; then
+if ! running "${dir}/slurmctld.pid" slurmctld; then
     slurmctld -f "${conf}"
 fi
 for node in smoe1 smoe2; do
-    if ! running "${dir}/slurmd.${node}.pid"; then
+    if ! running "${dir}/slurmd.${node}.pid" slurmd; then
         mkdir -p "${dir}/spool/${node}"
         slurmd -f "${conf}" -N "${node}"
     fi

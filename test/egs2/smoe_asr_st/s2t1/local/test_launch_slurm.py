@@ -132,6 +132,11 @@ def test_two_nodes_one_task_each_with_a_log_per_rank(work):
         assert "# Ended (code 0)" in text
         nodes.add(node)
     assert nodes == {"smoe1", "smoe2"}
+    # a failing task r > 0 is named with its own log
+    proc = slurm(work, "--num_nodes", "2", "exp/fail.log", "bash", "-c", "exit $(( SLURM_PROCID * 7 ))")
+    assert proc.returncode == 1
+    assert "job: task 1 exit code 7 (exp/fail.rank1.log), see exp/fail.log" in proc.stderr
+    assert "# Ended (code 7)" in (work / "exp/fail.rank1.log").read_text()
 
 
 def test_rejected_submission_is_an_error(work):
