@@ -85,6 +85,8 @@ JobCompType=jobcomp/none
 MinJobAge=600
 KillWait=5
 InactiveLimit=0
+# jobs run at the niceness of the command that submitted them (tests run under nice)
+PropagatePrioProcess=1
 NodeName=smoe1 NodeHostname=${host} NodeAddr=127.0.0.1 Port=16818 CPUs=2 RealMemory=${mem_mb} State=UNKNOWN
 NodeName=smoe2 NodeHostname=${host} NodeAddr=127.0.0.1 Port=16819 CPUs=2 RealMemory=${mem_mb} State=UNKNOWN
 PartitionName=debug Nodes=smoe1,smoe2 Default=YES MaxTime=INFINITE State=UP
