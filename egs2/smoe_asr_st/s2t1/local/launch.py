@@ -56,12 +56,11 @@ def job_log(log: str, index: int | None, rank: int = 0) -> Path:
 
 
 def run_job(command: list[str], log: str, index: int | None, cwd: str) -> int:
-    """Runs one job with ``bash -o pipefail`` and writes its log; here or inside Slurm.
+    """Runs one job with ``bash -o pipefail`` in cwd and writes its log; here or inside Slurm.
 
     Returns:
         The exit code (negative: killed by that signal).
     """
-    os.chdir(cwd)
     sub = (lambda a: a) if index is None else functools.partial(JOB.sub, str(index))
     cmd = " ".join(a if a in SHELL_OPERATORS else shlex.quote(sub(a)) for a in command)
     rank, ntasks = os.environ.get("SLURM_PROCID", "0"), os.environ.get("SLURM_NTASKS", "1")
@@ -71,13 +70,13 @@ def run_job(command: list[str], log: str, index: int | None, cwd: str) -> int:
         array = "SLURM_ARRAY_JOB_ID" in env
         jid = f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if array else env["SLURM_JOB_ID"]
         where += f" ({env.get('SLURMD_NODENAME', '?')}, slurm job {jid}, task {rank} of {ntasks})"
-    path = job_log(log, index, int(rank) if ntasks != "1" else 0)
+    path = Path(cwd, job_log(log, index, int(rank) if ntasks != "1" else 0))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fd:
         fd.write(f"# {cmd}\n# Started at {time.ctime()} on {where}\n")
         fd.flush()
         start = time.monotonic()
-        code = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], stdin=subprocess.DEVNULL,
+        code = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=cwd, stdin=subprocess.DEVNULL,
                               stdout=fd, stderr=subprocess.STDOUT).returncode
         took = round(time.monotonic() - start)
         fd.write(f"# Accounting: time={took} threads=1\n"
