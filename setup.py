@@ -27,6 +27,7 @@ recipe_requires = [
     # tts_ui corpus: gettext catalogs, room responses
     "polib>=1.2",
     "pyroomacoustics>=0.10",
+    "submitit>=1.5",  # cmd_backend=slurm: local/launch.py submits and waits through it
 ]
 
 setup(

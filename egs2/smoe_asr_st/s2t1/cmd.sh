@@ -11,18 +11,22 @@
 # cmd_backend selects where jobs run:
 #   local: on this machine, all jobs of an array in parallel (add
 #          --max_jobs_run N to the command variable to cap them).
-#   slurm: sbatch --wait, options from conf/slurm.conf (partition, gres, mem,
-#          time, cpus); multi-node training with --num_nodes N runs under srun.
-# It can be overridden from the environment: cmd_backend=slurm ./run.sh ...
+#   slurm: submitit submits each command (an array for JOB=a:b) and waits;
+#          options from conf/slurm.conf (partition, gres, mem, time, cpus, ...);
+#          --num_nodes N runs one task per node under srun, for ESPnet's
+#          --dist_launcher slurm.
+# Both can be overridden from the environment:
+#   cmd_backend=slurm slurm_conf=/path/to/slurm.conf ./run.sh ...
 
 cmd_backend=${cmd_backend:-local}
+slurm_conf=${slurm_conf:-conf/slurm.conf}
 
 case "${cmd_backend}" in
     local)
         _launch="python -m local.launch --backend local"
         ;;
     slurm)
-        _launch="python -m local.launch --backend slurm --config conf/slurm.conf"
+        _launch="python -m local.launch --backend slurm --config ${slurm_conf}"
         ;;
     *)
         echo "cmd.sh: unknown cmd_backend '${cmd_backend}' (expected local or slurm)" >&2

@@ -125,8 +125,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     log "Stage 6: train ${exp} (${train_config}; ngpu=${ngpu}, num_nodes=${num_nodes})"
     dist_opts="--ngpu ${ngpu} --multiprocessing_distributed true"
     if [ "${num_nodes}" -gt 1 ]; then
-        # srun starts one task per GPU; ESPnet reads ranks from Slurm.
-        dist_opts="--ngpu 1 --multiprocessing_distributed false --dist_launcher slurm"
+        # srun starts one task per node, which spawns ngpu workers (ESPnet reads the node rank from Slurm)
+        dist_opts="--ngpu ${ngpu} --multiprocessing_distributed true --dist_launcher slurm"
         dist_opts+=" --dist_init_method file://$(pwd)/${exp}/.dist_init_$(date +%s)"
     fi
     mkdir -p "${exp}"

@@ -1,8 +1,7 @@
-"""Tests for local/launch.py: the local backend and the generated sbatch script."""
+"""Tests for local/launch.py: options, the local backend, the Slurm parameters (the real-Slurm
+tests are in test_launch_slurm.py) and the decoding helpers around a JOB array."""
 
-import os
 import re
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -12,47 +11,6 @@ import pytest
 from local import launch
 
 LAUNCH = Path(launch.__file__)
-
-# A stand-in for sbatch: records its arguments, then runs the script once per
-# array task with the output redirection Slurm would do, and exits with the
-# highest task exit code (what `sbatch --wait` does for arrays).
-FAKE_SBATCH = r"""#!/usr/bin/env bash
-printf '%s\n' "$@" > "${FAKE_SBATCH_RECORD}"
-script="${@: -1}"
-out=$(sed -n 's/^#SBATCH --output=//p' "${script}")
-range=$(sed -n 's/^#SBATCH --array=\([0-9]*-[0-9]*\).*/\1/p' "${script}")
-rc=0
-if [ -n "${range}" ]; then
-    for i in $(seq "${range%-*}" "${range#*-}"); do
-        SLURM_ARRAY_TASK_ID=${i} SLURM_JOB_ID=42 \
-            bash "${script}" > "${out//%a/${i}}" 2>&1
-        code=$?
-        [ "${code}" -gt "${rc}" ] && rc=${code}
-    done
-else
-    SLURM_JOB_ID=42 bash "${script}" > "${out}" 2>&1
-    rc=$?
-fi
-exit ${rc}
-"""
-
-# A stand-in for srun: records that it was used and runs the command once.
-FAKE_SRUN = r"""#!/usr/bin/env bash
-echo "srun $*" >> "${FAKE_SRUN_RECORD}"
-exec "$@"
-"""
-
-SLURM_CONF = """\
-# test config
-partition = cpu_q
-gpu_partition = gpu_q   # GPUs live here
-gres = gpu:{gpu}
-cpus_per_task = 3
-mem = 2G
-time = 0-01:00:00
-extra_options = --account=smoe --qos=low
-"""
-
 
 def run_launcher(args, cwd):
     """Runs launch.py as run.sh would, returning the completed process."""
@@ -133,138 +91,100 @@ def test_array_needs_job_in_log_path(tmp_path):
 
 
 def test_parse_args_options_and_ranges():
-    req = launch.parse_args(
-        ["--gpu=2", "--mem", "8G", "--time", "1:00:00"]
-        + ["JOB=4", "l.JOB.log", "cmd", "--x"]
+    args, indices = launch.parse_args(
+        ["--gpu=2", "--mem", "8G", "--time", "1:00:00"] + ["JOB=4", "l.JOB.log", "cmd", "--x", "JOB=1:2"]
     )
-    assert (req.gpu, req.mem, req.time) == (2, "8G", "1:00:00")
-    assert req.indices == [4]
-    assert req.command == ["cmd", "--x"]
-    with pytest.raises(launch.LaunchError, match="unknown option '--gpus'"):
-        launch.parse_args(["--gpus", "1", "log", "cmd"])
-    with pytest.raises(launch.LaunchError, match="empty job range"):
-        launch.parse_args(["JOB=3:1", "l.JOB.log", "cmd"])
-    with pytest.raises(launch.LaunchError, match="usage"):
-        launch.parse_args(["log.log"])
+    assert (args.gpu, args.mem, args.time, args.num_nodes) == (2, "8G", "1:00:00", 1)
+    assert indices == [4]
+    # everything after LOG is the command, options and JOB= included
+    assert (args.log, args.command) == ("l.JOB.log", ["cmd", "--x", "JOB=1:2"])
+    assert launch.parse_args(["JOB=2:5", "l.JOB.log", "c"])[1] == [2, 3, 4, 5]
+    assert launch.parse_args(["l.log", "c"])[1] == [None]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--gpus", "1", "log", "cmd"], "unrecognized arguments: --gpus"),
+    (["--gp", "1", "log", "cmd"], "unrecognized arguments: --gp"),  # no abbreviations
+    (["JOB=3:1", "l.JOB.log", "cmd"], "bad job range 'JOB=3:1'"),
+    (["JOB=a:b", "l.JOB.log", "cmd"], "bad job range 'JOB=a:b'"),
+    (["log.log"], "expected [JOB=a:b] LOG COMMAND"),
+    (["--num_nodes", "0", "log", "cmd"], "--num_nodes >= 1"),
+])
+def test_parse_args_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        launch.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("limit, mins", [
+    ("90", 90), ("90:30", 91), ("1:00:00", 60), ("2:30:01", 151), ("2-00:00:00", 2880), ("1-2", 1560),
+    ("1-0:30", 1470),
+])
+def test_minutes_reads_every_slurm_time_format(limit, mins):
+    assert launch.minutes(limit) == mins
+
+
+def test_minutes_rejects_other_text():
+    with pytest.raises(launch.LaunchError, match="bad time limit 'UNLIMITED'"):
+        launch.minutes("UNLIMITED")
+
+
+def slurm_args(tmp_path, conf_text, *argv):
+    (tmp_path / "slurm.conf").write_text(conf_text)
+    args, _ = launch.parse_args(["--backend", "slurm", "--config", str(tmp_path / "slurm.conf"), *argv])
+    return launch.slurm_parameters(args)
+
+
+SLURM_CONF = """\
+# test config
+partition = cpu_q
+gpu_partition = gpu_q   # GPUs live here
+gres = gpu:{gpu}
+cpus_per_task = 3
+mem = 2G
+time = 0-01:00:00
+account = smoe
+qos =
+"""
+
+
+def test_slurm_parameters_from_config_and_options(tmp_path):
+    params = slurm_args(tmp_path, SLURM_CONF, "--gpu", "2", "--mem", "8G", "--max_jobs_run", "2",
+                        "JOB=1:3", "exp/log/decode.JOB.log", "echo")
+    assert params == {
+        "partition": "gpu_q", "gres": "gpu:2", "cpus_per_task": "3", "mem": "8G", "time": 60, "account": "smoe",
+        "job_name": "decode", "nodes": 1, "ntasks_per_node": 1, "stderr_to_stdout": True, "array_parallelism": 2,
+    }
+    # a CPU job: the CPU partition, no gres; --time wins over the file
+    params = slurm_args(tmp_path, SLURM_CONF, "--time", "2:00:00", "--num_nodes", "2", "log/train.log", "echo")
+    assert (params["partition"], params["time"], params["nodes"], params["ntasks_per_node"]) == ("cpu_q", 120, 2, 1)
+    assert "gres" not in params and "array_parallelism" not in params
+
+
+def test_slurm_config_errors_name_the_line(tmp_path):
+    with pytest.raises(launch.LaunchError, match=r"slurm.conf:2: expected 'key = value', got 'partition gpu'"):
+        slurm_args(tmp_path, "partition = cpu\npartition gpu\n", "log/x.log", "true")
+
+
+def test_repo_slurm_conf_is_valid_for_submitit(tmp_path):
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    args, _ = launch.parse_args(["--backend", "slurm", "--gpu", "4", "--num_nodes", "2", "exp/train.log", "c"])
+    params = launch.slurm_parameters(args)
+    assert (params["partition"], params["gres"], params["time"]) == ("gpu", "gpu:4", 2880)
+    # submitit accepts every key and writes the sbatch lines ESPnet users expect
+    params.pop("array_parallelism", None)
+    script = _make_sbatch_string(command="true", folder=tmp_path, **params)
+    for line in ("--partition=gpu", "--gres=gpu:4", "--nodes=2", "--ntasks-per-node=1", "--mem=16G",
+                 "--time=2880", "--cpus-per-task=4", "--job-name=train"):
+        assert f"#SBATCH {line}\n" in script, line
 
 
 def test_local_rejects_multi_node(tmp_path):
     proc = run_launcher(["--num_nodes", "2", "log/t.log", "true"], tmp_path)
     assert proc.returncode == 2
     assert "needs the slurm backend" in proc.stderr
-
-
-@pytest.fixture
-def fake_slurm(tmp_path, monkeypatch):
-    """Puts fake sbatch/srun on PATH and a test slurm.conf in tmp_path."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, text in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN)):
-        path = bin_dir / name
-        path.write_text(text)
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_SBATCH_RECORD", str(tmp_path / "sbatch_args.txt"))
-    monkeypatch.setenv("FAKE_SRUN_RECORD", str(tmp_path / "srun_calls.txt"))
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "slurm.conf").write_text(SLURM_CONF)
-    return work
-
-
-def slurm(work, *args):
-    return run_launcher(["--backend", "slurm", "--config", "slurm.conf", *args], work)
-
-
-def test_slurm_array_script_and_logs(fake_slurm):
-    work = fake_slurm
-    proc = slurm(
-        work,
-        "--gpu", "2", "--mem", "8G", "--max_jobs_run", "2",
-        "JOB=1:3", "exp/log/decode.JOB.log", "echo", "keys.JOB.scp", "a b",
-    )
-    assert proc.returncode == 0, proc.stderr
-
-    script = work / "exp/log/decode.JOB.sbatch.sh"
-    text = script.read_text()
-    options = re.findall(r"^#SBATCH (.*)$", text, re.M)
-    assert options == [
-        "--job-name=decode",
-        f"--output={work}/exp/log/decode.%a.log",
-        "--array=1-3%2",
-        "--partition=gpu_q",
-        "--cpus-per-task=3",
-        "--mem=8G",  # the launcher option wins over the config
-        "--time=0-01:00:00",
-        "--gres=gpu:2",
-        "--account=smoe",
-        "--qos=low",
-    ]
-    assert 'export JOB="${SLURM_ARRAY_TASK_ID}"' in text
-    assert "bash -o pipefail -c 'echo keys.\"${JOB}\".scp '\"'\"'a b'\"'\"''" in text
-    assert "srun" not in text
-    record = (work.parent / "sbatch_args.txt").read_text().split()
-    assert record == ["--wait", "exp/log/decode.JOB.sbatch.sh"]
-
-    for job in (1, 2, 3):
-        log = (work / f"exp/log/decode.{job}.log").read_text()
-        # Same header as the local backend, with JOB expanded.
-        assert log.splitlines()[0] == f"# echo keys.{job}.scp 'a b'"
-        assert f"keys.{job}.scp a b\n" in log
-        assert "# Ended (code 0)" in log
-
-
-def test_slurm_cpu_single_job_has_no_array_or_gres(fake_slurm):
-    work = fake_slurm
-    proc = slurm(work, "--time", "2:00:00", "log/train.log", "echo", "JOB")
-    assert proc.returncode == 0, proc.stderr
-    text = (work / "log/train.sbatch.sh").read_text()
-    assert "--array" not in text and "--gres" not in text and "--nodes" not in text
-    assert "#SBATCH --partition=cpu_q" in text
-    assert "#SBATCH --time=2:00:00" in text
-    assert "#SBATCH --mem=2G" in text
-    # Without JOB=, the word JOB is passed through verbatim, as locally.
-    assert "JOB\n" in (work / "log/train.log").read_text()
-
-
-def test_slurm_failed_task_is_named(fake_slurm):
-    work = fake_slurm
-    body = "exit $(( JOB == 3 ? 5 : 0 ))"
-    proc = slurm(work, "JOB=1:3", "log/d.JOB.log", "bash", "-c", body)
-    assert proc.returncode == 1
-    assert "1 of 3 job(s) failed" in proc.stderr
-    assert "job 3: exit code 5, see log/d.3.log" in proc.stderr
-
-
-def test_slurm_multi_node_uses_srun_one_task_per_gpu(fake_slurm):
-    work = fake_slurm
-    proc = slurm(
-        work, "--gpu", "4", "--num_nodes", "2", "exp/log/train.log",
-        "python3", "-c", "print('trained')",
-    )
-    assert proc.returncode == 0, proc.stderr
-    text = (work / "exp/log/train.sbatch.sh").read_text()
-    assert "#SBATCH --nodes=2" in text
-    assert "#SBATCH --ntasks-per-node=4" in text
-    assert "#SBATCH --gres=gpu:4" in text
-    assert re.search(r"^srun bash -o pipefail -c ", text, re.M)
-    assert (work.parent / "srun_calls.txt").read_text().startswith("srun bash")
-    assert "trained" in (work / "exp/log/train.log").read_text()
-
-
-def test_slurm_config_errors_name_the_line(fake_slurm):
-    work = fake_slurm
-    (work / "bad.conf").write_text("partition = cpu\npartion = gpu\n")
-    proc = run_launcher(
-        ["--backend", "slurm", "--config", "bad.conf", "log/x.log", "true"], work
-    )
-    assert proc.returncode == 2
-    assert "bad.conf:2:" in proc.stderr
-
-
-def test_repo_slurm_conf_parses():
-    conf = launch.read_slurm_conf(launch.DEFAULT_CONFIG)
-    assert "{gpu}" in conf["gres"]
 
 
 # Parallel decoding helpers: split_keys.py -> launch.py JOB array -> merge_decode.py.
