@@ -27,17 +27,15 @@ the speaker is the speech).
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
-from local.st_corpus import CorpusError, CorpusSet, Segment, normalize_text, read_text_lines, segment_id
+from local.st_corpus import CorpusError, CorpusSet, Segment, normalize_text, read_text_lines, safe_id, segment_id
 
 SRC, TGT = "en", "fr"
 DEFAULT_SPLITS = ("train", "dev", "test")
 KINDS = {"train": "train", "train-noisy": "train", "dev": "dev", "test": "test"}
 # formats read with soundfile, preferred over the .m4a (ffmpeg) when present
 SOUNDFILE_SUFFIXES = (".wav", ".flac")
-_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def find_lang_dir(db: Path) -> Path:
@@ -50,11 +48,6 @@ def find_lang_dir(db: Path) -> Path:
     tried = ", ".join(str(c) for c in candidates[:4])
     raise CorpusError(f"Europarl-ST not found under {db}: expected {SRC}/audios/ and {SRC}/{TGT}/<split>/ "
                       f"(tried {tried}); set EUROPARL_ST in db.sh to the folder holding {SRC}/")
-
-
-def safe_id(text: str) -> str:
-    """A Kaldi-safe id part: characters other than letters, digits, '.', '_', '-' become '_'."""
-    return _ID_UNSAFE.sub("_", text)
 
 
 def read_speakers(split_dir: Path) -> dict[str, str]:

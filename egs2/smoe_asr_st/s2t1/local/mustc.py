@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from local.st_corpus import CorpusError, CorpusSet, Segment, normalize_text, read_text_lines, segment_id
+from local.st_corpus import CorpusError, CorpusSet, Segment, normalize_text, read_text_lines, safe_id, segment_id
 
 PAIR = "en-fr"
 # MuST-C set -> (data dir name, kind); test sets get _nb/_wb data dirs
@@ -92,10 +92,10 @@ def parse_yaml_line(line: str, where: str) -> dict:
 
 
 def talk_speaker(wav: str) -> str:
-    """``ted_1.wav`` -> ``ted_00001`` (ids sort by talk); other names: the file stem."""
+    """``ted_1.wav`` -> ``ted_00001`` (ids sort by talk); other names: the file stem, Kaldi-safe."""
     stem = Path(wav).stem
     m = _TALK_RE.match(stem)
-    return f"ted_{int(m.group(1)):05d}" if m else stem
+    return f"ted_{int(m.group(1)):05d}" if m else safe_id(stem)
 
 
 def read_set(pair_dir: Path, name: str) -> list[Segment]:

@@ -32,7 +32,9 @@ all of them in ``<local_dir>/skipped.tsv``), in this order of precedence:
   ``st_fra`` and reason ``no_translation``;
 * ``too_short`` / ``too_long``: duration outside ``[--min_dur, --max_dur]``. ``--max_dur``
   should be the training config's ``preprocessor_conf.speech_length`` (``--train_config`` reads
-  it): ESPnet's S2T preprocessor cuts longer audio and keeps the whole transcript;
+  it): ESPnet's S2T preprocessor cuts longer audio and keeps the whole transcript. This holds for
+  the test sets too: for scores comparable with published ones, use a ``speech_length`` that
+  covers every test segment;
 * ``duplicate_segment``: a second segment with the same id (same recording, start and end in ms);
 * ``missing_audio``: the recording file does not exist;
 * ``unreadable_audio``: it cannot be decoded (the decoder's message is the detail);
@@ -51,6 +53,7 @@ import argparse
 import importlib
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -71,6 +74,7 @@ DB_VARIABLES = {"mustc": "MUSTC", "europarl_st": "EUROPARL_ST"}
 # decoded with ffmpeg (libsndfile and torchaudio 2.11 without torchcodec cannot)
 FFMPEG_SUFFIXES = (".m4a", ".mp4", ".aac")
 SKIP_COLUMNS = ("set", "utt", "scope", "reason", "detail", "source")
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 PREP_VERSION = 1  # bump when the audio processing changes (invalidates the stage marker)
 
 
@@ -122,6 +126,11 @@ def read_text_lines(path: Path) -> list[str]:
             except UnicodeDecodeError as exc:
                 raise CorpusError(f"{path}:{n}: not UTF-8 ({exc.reason}); expected UTF-8 text") from exc
     return lines
+
+
+def safe_id(text: str) -> str:
+    """A Kaldi-safe id part: characters other than letters, digits, '.', '_', '-' become '_'."""
+    return _ID_UNSAFE.sub("_", text)
 
 
 def segment_id(prefix: str, start: float, end: float) -> str:

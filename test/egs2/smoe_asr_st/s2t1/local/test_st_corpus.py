@@ -80,7 +80,7 @@ def test_mustc_yaml_lines_parse_by_key():
     assert quoted == {"wav": "ted_2.wav", "offset": 1.5, "duration": 2}
     with pytest.raises(CorpusError, match=r"x\.yaml:3: .*one-entry list"):
         parse_yaml_line("duration: 3.5", "x.yaml:3")
-    assert talk_speaker("ted_7.wav") == "ted_00007" and talk_speaker("other.wav") == "other"
+    assert talk_speaker("ted_7.wav") == "ted_00007" and talk_speaker("other talk.wav") == "other_talk"
 
 
 def test_mustc_ids_and_texts(mustc):
