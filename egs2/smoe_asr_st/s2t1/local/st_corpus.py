@@ -42,9 +42,14 @@ all of them in ``<local_dir>/skipped.tsv``), in this order of precedence:
   ``END_TOLERANCE_S`` after it.
 
 A set left empty is an error. A missing ffmpeg, when an .m4a must be decoded, is an error before
-any work starts (not a skip of every recording). ``<local_dir>/summary.json`` holds the counts;
-a ``.done`` marker (``local.stage``) makes a rerun with the same options a no-op (``--force``
-redoes it). Audio files of an earlier run with other options stay in ``--audio_dir`` unused.
+any work starts (not a skip of every recording). ``<local_dir>/summary.json`` holds the counts.
+
+Reruns: a ``.done`` marker (``local.stage``) makes a rerun with the same options a no-op
+(``--force`` redoes it). Each recording, once cut, is recorded in ``<local_dir>/recordings/``
+(keyed by its segments, output paths, and the source file's size and time), so a run that was
+killed, or rerun with other options, cuts only what is not done yet; a recording with missing or
+unreadable audio is tried again. Audio files of an earlier run with other options stay in
+``--audio_dir`` unused.
 """
 
 from __future__ import annotations
@@ -241,6 +246,49 @@ def cut_recording(job: dict) -> dict:
     return {"set": job["set"], "results": results, "clipped": clipped, "end_clipped": end_clipped}
 
 
+def _cut_with_job(job: dict) -> tuple[dict, dict]:
+    # results come back in completion order: keep the job with them
+    return job, cut_recording(job)
+
+
+def _job_digest(job: dict) -> str:
+    from local.stage import config_digest
+
+    try:  # a replaced recording is cut again
+        stat = Path(job["audio"]).stat()
+        source = [stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        source = None
+    return config_digest({"job": job, "source": source, "version": PREP_VERSION})
+
+
+def record_job(records: Path, job: dict, done: dict) -> None:
+    """Remember a finished recording (its job and results), so that a rerun does not cut it again.
+
+    Not when its audio was missing or unreadable: a rerun tries again (the file may be fixed).
+    """
+    if any(r["status"] in ("missing_audio", "unreadable_audio") for r in done["results"]):
+        return
+    path = Path(records) / job["set"] / f"{_job_digest(job)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(done, ensure_ascii=False))
+    tmp.replace(path)
+
+
+def finished_job(records: Path, job: dict) -> dict | None:
+    """The results of an earlier run of exactly this job, if recorded and its files are all there."""
+    path = Path(records) / job["set"] / f"{_job_digest(job)}.json"
+    try:
+        done = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = {r["utt"] for r in done["results"] if r["status"] == "ok"}
+    if any(not Path(p).is_file() for seg in job["segments"] if seg["utt"] in ok for _, p in seg["outputs"]):
+        return None
+    return done
+
+
 # --------------------------------------------------------------------------- planning
 def plan_set(cset: CorpusSet, min_dur: float, max_dur: float, nb_fraction: float, seed: int,
              audio_dir: Path) -> tuple[list[dict], list[dict]]:
@@ -356,12 +404,29 @@ def prepare(corpus: str, db: Path, data_dir: Path, audio_dir: Path, local_dir: P
     logging.info("%s: %d recordings to cut (%s)", corpus, len(jobs),
                  ", ".join(f"{c.name} {len(plans[c.name][0])}/{len(c.segments)} segments" for c in sets))
     outcome: dict[str, dict[str, dict]] = defaultdict(dict)
-    clipped = end_clipped = 0
-    for done in parallel_map(cut_recording, jobs, nj, desc=f"{corpus} audio", unit="rec", chunksize=1):
+    counters = Counter()
+
+    def take(done: dict) -> None:
         for r in done["results"]:
             outcome[done["set"]][r["utt"]] = r
-        clipped += done["clipped"]
-        end_clipped += done["end_clipped"]
+        counters.update(clipped=done["clipped"], end_clipped=done["end_clipped"])
+
+    # a rerun (after a kill, or --force) does not cut again what an earlier run finished
+    records = Path(local_dir) / "recordings"
+    todo = []
+    for job in jobs:
+        done = finished_job(records, job)
+        if done is None:
+            todo.append(job)
+        else:
+            take(done)
+    if len(todo) < len(jobs):
+        logging.info("%s: %d recordings already cut by an earlier run (%s); %d to do", corpus,
+                     len(jobs) - len(todo), records, len(todo))
+    for job, done in parallel_map(_cut_with_job, todo, nj, desc=f"{corpus} audio", unit="rec", chunksize=1):
+        record_job(records, job, done)
+        take(done)
+    clipped, end_clipped = counters["clipped"], counters["end_clipped"]
 
     summary: dict = {"corpus": corpus, "db": str(db), "nb_fraction": nb_fraction, "seed": seed,
                      "min_dur": min_dur, "max_dur": max_dur, "sets": {}}

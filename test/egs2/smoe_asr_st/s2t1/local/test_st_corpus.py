@@ -203,12 +203,27 @@ def test_mustc_skips_are_counted_and_listed(mustc):
     assert len(read_tsv(tmp / "data" / "local" / "mustc" / "skipped.tsv")) == 8
 
 
-def test_mustc_rerun_is_a_noop_and_options_redo_it(mustc, tmp_path):
+def test_mustc_rerun_is_a_noop_and_options_redo_it(mustc, tmp_path, monkeypatch):
     tmp, db = mustc
     text = tmp / "data" / "mustc_train" / "text"
     before = text.stat().st_mtime_ns
     assert run_prep(tmp, "mustc", db) == 0
     assert text.stat().st_mtime_ns == before
+    # a redo (as after a kill) cuts again only the recordings whose files are not all there
+    wav = read_kaldi(tmp / "data" / "mustc_dev" / "wav.scp")
+    lost = Path(wav["ted_00021_0000500_0001500_asr"])
+    reference = sf.read(lost, dtype="float32")[0]
+    lost.unlink()
+    decoded = []
+    real_load = st_corpus.load_audio
+    monkeypatch.setattr(st_corpus, "load_audio", lambda path: decoded.append(Path(path).name) or real_load(path))
+    assert run_prep(tmp, "mustc", db, "--force") == 0
+    assert decoded == ["ted_21.wav"]
+    np.testing.assert_array_equal(sf.read(lost, dtype="float32")[0], reference)
+    summary = json.loads((tmp / "data" / "local" / "mustc" / "summary.json").read_text())
+    assert summary["sets"]["mustc_train"]["skipped"] == fake.MUSTC_SKIPS["mustc_train"]
+    assert summary["end_clipped"] == 1  # counted from the record of the recording not cut again
+    monkeypatch.undo()
     # another fraction: the train/dev bandwidths change, the ids do not
     other = tmp_path / "other"
     assert st_corpus.main(["--corpus", "mustc", "--db", str(db), "--data_dir", str(other / "data"),
