@@ -13,8 +13,14 @@
 #     core-sounds-en.txt[.gz], core-sounds-fr.txt[.gz] and the English .wav/.g722 folder)
 ASTERISK=
 
-# MuST-C (en-XX, e.g. en-fr/data/{train,dev,tst-COMMON}/{wav,txt}); not fetched automatically.
+# MuST-C en-fr (v1.x or v3.0; not fetched automatically): the folder holding en-fr/data/{train,dev,
+# tst-COMMON,tst-HE}/{wav,txt} (the en-fr folder itself works too). ./run.sh --corpus mustc.
 MUSTC=
+
+# Europarl-ST v1.1 (not fetched automatically): the folder holding en/audios/*.m4a and
+# en/fr/{train,dev,test}/segments.*. ./run.sh --corpus europarl_st. Its .m4a need ffmpeg
+# (apt-get install ffmpeg) unless converted to .wav/.flac next to them.
+EUROPARL_ST=
 
 # CoVoST 2 (Common Voice clips + CoVoST TSVs); not fetched automatically.
 COVOST2=

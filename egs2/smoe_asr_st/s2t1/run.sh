@@ -21,8 +21,10 @@ ngpu=0                  # GPUs per node for training (0: CPU)
 num_nodes=1             # nodes for training (>1: Slurm, srun + ESPnet's slurm launcher)
 nj=2                    # parallel decoding and data-prep jobs
 corpus=asterisk         # asterisk (real NB/WB speech + tts_ui slice in training) | tts_ui (benchmark)
+                        # | mustc | europarl_st (English->French corpora you have: MUSTC / EUROPARL_ST in db.sh)
 tts_ui_sizes=""         # tts_ui train/dev/test sentences (default: asterisk "3000 0 0", tts_ui "20000 1000 1000")
-seed=1                  # corpus seed (tts_ui)
+seed=1                  # corpus seed (tts_ui; mustc/europarl_st: which utterances are narrowband)
+nb_fraction=0.5         # mustc/europarl_st: share of train/dev utterances made narrowband (tests: both)
 nb_source=real          # narrowband audio: real (telephone recordings) | simulated (from wideband)
 max_prompts=0           # >0: a small slice of the corpus (CI)
 vocab_size=600          # sentencepiece pieces besides the special tokens (80 ms frames: keeps
@@ -44,6 +46,7 @@ tasks="asr st_fra"
 
 # Training and dev data are *_mix dirs made by stage 3 (local/combine_data.py): the
 # sources below without any dev/test sentence, transcripts in the scored form.
+st_corpus=false
 case "${corpus}" in
     # Asterisk train + a tts_ui slice; tested on the real Asterisk prompts
     asterisk) train_sources="train tts_ui_train"; dev_source=dev; corpus_tests="test_nb test_wb"
@@ -52,7 +55,15 @@ case "${corpus}" in
     tts_ui)   train_sources=tts_ui_train; dev_source=tts_ui_dev
               corpus_tests="tts_ui_test_nb tts_ui_test_wb ddtp_test_nb ddtp_test_wb test_nb test_wb"
               [ -n "${tts_ui_sizes}" ] || tts_ui_sizes="20000 1000 1000" ;;
-    *) echo "$0: unknown --corpus ${corpus} (asterisk or tts_ui)" >&2; exit 1 ;;
+    # MuST-C en-fr / Europarl-ST en->fr (paths in db.sh), cut per utterance by stage 3 (local/st_corpus.py)
+    # (no Asterisk stages 1-2 and split_data, no tts_ui slice: st_corpus=true)
+    mustc)    train_sources=mustc_train; dev_source=mustc_dev; corpus_db=${MUSTC}; st_corpus=true
+              corpus_tests="mustc_tst_common_nb mustc_tst_common_wb mustc_tst_he_nb mustc_tst_he_wb"
+              [ -n "${tts_ui_sizes}" ] || tts_ui_sizes="0 0 0" ;;
+    europarl_st) train_sources=europarl_st_train; dev_source=europarl_st_dev; corpus_db=${EUROPARL_ST}
+              corpus_tests="europarl_st_test_nb europarl_st_test_wb"; st_corpus=true
+              [ -n "${tts_ui_sizes}" ] || tts_ui_sizes="0 0 0" ;;
+    *) echo "$0: unknown --corpus ${corpus} (asterisk, tts_ui, mustc or europarl_st)" >&2; exit 1 ;;
 esac
 read -r n_train n_dev n_test <<< "${tts_ui_sizes}"
 [ "${n_train}" -gt 0 ] || train_sources=${train_sources/tts_ui_train/}
@@ -76,22 +87,28 @@ data_opts() {  # $1: flag, $2: data dir
 }
 token_opts="--token_type bpe --bpemodel ${token_dir}/bpe.model --token_list ${token_dir}/tokens.txt"
 
-if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ] && ! ${st_corpus}; then
     log "Stage 1: fetch the Asterisk prompts (en wav, en g722, en/fr transcripts) and decode G.722"
     python -m local.fetch_asterisk --db "${ASTERISK}" --download_dir downloads --out_dir data/local/asterisk
 fi
 
-if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ] && ! ${st_corpus}; then
     log "Stage 2: 16 kHz audio in both bandwidths (narrowband: ${nb_source}) and utt2bw"
     python -m local.make_bandwidth --inventory data/local/asterisk/prompts.tsv \
         --out_dir data/local/bandwidth --nb_source "${nb_source}"
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
-    log "Stage 3: filter and split by prompt family into data/{train,dev,test_nb,test_wb}"
-    python -m local.split_data --inventory data/local/asterisk/prompts.tsv \
-        --bandwidth data/local/bandwidth/bandwidth.tsv --data_dir data --local_dir data/local \
-        --max_prompts "${max_prompts}"
+    if ${st_corpus}; then
+        log "Stage 3: ${corpus} (${corpus_db}) cut into 16 kHz utterances, ${nb_fraction} of train/dev narrowband"
+        python -m local.st_corpus --corpus "${corpus}" --db "${corpus_db}" --data_dir data --audio_dir dump/audio \
+            --nb_fraction "${nb_fraction}" --seed "${seed}" --train_config "${train_config}" --nj "${nj}"
+    else
+        log "Stage 3: filter and split by prompt family into data/{train,dev,test_nb,test_wb}"
+        python -m local.split_data --inventory data/local/asterisk/prompts.tsv \
+            --bandwidth data/local/bandwidth/bandwidth.tsv --data_dir data --local_dir data/local \
+            --max_prompts "${max_prompts}"
+    fi
     if [ "${n_train}" -gt 0 ]; then
         log "Stage 3: tts_ui corpus (${tts_ui_sizes}: text pairs, TTS, channel) into data/tts_ui_*"
         python -m local.tts_ui.prepare --out_data data --audio_dir downloads/tts_ui/audio \
