@@ -15,7 +15,8 @@ p-value for the same RNG seed (tested).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -123,3 +124,54 @@ def compare(metric: str, refs: list[str], baseline_hyps: list[list[str]], system
         raise ValueError(f"unknown metric {metric!r}: expected wer, bleu or chrf")
     return paired_bootstrap([to_stats(h) for h in baseline_hyps], [to_stats(h) for h in system_hyps], score,
                             num_samples=num_samples, seed=seed)
+
+
+def _texts(entry: dict, kind: str) -> tuple[list[str], list[str]]:
+    """References and hypotheses of a results.json entry, in utterance order, scored as local/score.py does."""
+    from local.score import normalize_for_wer, read_kaldi_text
+
+    refs, hyps = read_kaldi_text(Path(entry["ref"])), read_kaldi_text(Path(entry["hyp"]))
+    keys = sorted(refs)
+    missing = [k for k in keys if k not in hyps]
+    if missing:
+        raise ValueError(f"{entry['hyp']}: no hypothesis for {len(missing)} utterance(s), e.g. {missing[0]}")
+    if kind == "asr":
+        return [normalize_for_wer(refs[k]) for k in keys], [normalize_for_wer(hyps[k]) for k in keys]
+    return [refs[k] for k in keys], [hyps[k] for k in keys]
+
+
+def compare_runs(runs: list, baseline: str, num_samples: int = 1000) -> list[dict]:
+    """Every variant against the baseline on every test set and task both were scored on.
+
+    Args:
+        runs: make_table's runs (``.variant`` and ``.results``: local/score.py's results.json
+            entries, whose ``ref``/``hyp`` paths are read again).
+        baseline: The baseline variant.
+
+    Returns:
+        One row per variant, test set, bandwidth and metric (WER for ASR, BLEU and chrF for ST):
+        both means over seeds, the difference with its 95 % bootstrap interval, and the p-value.
+    """
+    by_variant: dict[str, dict[tuple, list[dict]]] = {}
+    for run in runs:
+        for entry in run.results or []:
+            key = (entry["test_set"], entry["bandwidth"], entry["task"])
+            by_variant.setdefault(run.variant, {}).setdefault(key, []).append(entry)
+    rows = []
+    for variant, cells in by_variant.items():
+        if variant == baseline:
+            continue
+        for key, entries in sorted(cells.items()):
+            base_entries = by_variant.get(baseline, {}).get(key)
+            if not base_entries:
+                continue
+            kind = "asr" if key[2] == "asr" else "st"
+            refs, _ = _texts(entries[0], kind)
+            base_hyps = [_texts(e, kind)[1] for e in base_entries]
+            sys_hyps = [_texts(e, kind)[1] for e in entries]
+            for metric in ("wer",) if kind == "asr" else ("bleu", "chrf"):
+                c = compare(metric, refs, base_hyps, sys_hyps, num_samples=num_samples)
+                rows.append({"variant": variant, "baseline_variant": baseline, "test_set": key[0],
+                             "bandwidth": key[1], "task": key[2], "metric": metric,
+                             "seeds": [len(base_entries), len(entries)], **asdict(c)})
+    return rows
