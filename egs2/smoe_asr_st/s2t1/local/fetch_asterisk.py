@@ -129,10 +129,7 @@ def download_file(url: str, dest: Path) -> None:
     with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
         total = int(resp.headers.get("Content-Length") or 0) or None
         with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
-            while True:
-                chunk = resp.read(1 << 20)
-                if not chunk:
-                    break
+            for chunk in iter(lambda: resp.read(1 << 20), b""):
                 out.write(chunk)
                 bar.update(len(chunk))
     os.replace(tmp, dest)
@@ -277,24 +274,18 @@ def build_inventory(roots: List[Path], out_dir: Path) -> Tuple[List[Dict[str, ob
     counts = {"prompts": len(names), "corrupt_wav8k": 0, "corrupt_g722": 0, "decoded": 0}
     wb_dir = out_dir / "wb16k"
     for name in tqdm(names, desc="decode G.722 / check wav", unit="prompt"):
-        row: Dict[str, object] = {
-            "name": name,
-            "en_entry": int(name in en_entries),
-            "en_text": clean_field(en_entries[name].raw) if name in en_entries else "",
-            "fr_entry": int(name in fr_entries),
-            "fr_text": clean_field(fr_entries[name].raw) if name in fr_entries else "",
-            "wav8k": "", "g722": "", "wav16k": "", "dur8k": "", "dur16k": "",
-            "problem": "", "detail": "",
-        }
+        row: Dict[str, object] = {**dict.fromkeys(PROMPT_COLUMNS, ""), "name": name}
+        for lang, entries in (("en", en_entries), ("fr", fr_entries)):
+            row[f"{lang}_entry"] = int(name in entries)
+            row[f"{lang}_text"] = clean_field(entries[name].raw) if name in entries else ""
         problems: List[Tuple[str, str]] = []
         if name in wavs:
             row["wav8k"] = display_path(wavs[name])
             try:
                 info = sf.info(str(wavs[name]))
                 if info.samplerate != 8000 or info.channels != 1 or info.frames == 0:
-                    raise ValueError(
-                        f"expected 8 kHz mono, got {info.samplerate} Hz x{info.channels}, {info.frames} frames"
-                    )
+                    raise ValueError(f"expected 8 kHz mono, got {info.samplerate} Hz x{info.channels}, "
+                                     f"{info.frames} frames")
                 row["dur8k"] = info.frames / info.samplerate
             except Exception as exc:  # noqa: BLE001 - recorded, never dropped
                 problems.append(("corrupt_wav8k", f"{type(exc).__name__}: {exc}"))
@@ -317,10 +308,7 @@ def build_inventory(roots: List[Path], out_dir: Path) -> Tuple[List[Dict[str, ob
         rows.append(row)
 
     counts.update(
-        en_entries=len(en_entries),
-        fr_entries=len(fr_entries),
-        wav_files=len(wavs),
-        g722_files=len(g722s),
+        en_entries=len(en_entries), fr_entries=len(fr_entries), wav_files=len(wavs), g722_files=len(g722s),
         en_entry_without_audio=sum(1 for n in en_entries if n not in wavs and n not in g722s),
         audio_without_en_entry=sum(1 for n in set(wavs) | set(g722s) if n not in en_entries),
         wav_without_g722=sum(1 for n in wavs if n not in g722s),

@@ -109,7 +109,7 @@ def check_token_list(tokens: List[str], sp: spm.SentencePieceProcessor, timestam
     if [index.get(t) for t in stamps] != list(range(first, first + len(stamps))):
         raise AssertionError("timestamp tokens are not contiguous")
     for tok in user_symbols(timestamps):
-        if sp.encode_as_pieces(f"{tok}") != [SPACE, tok] and sp.encode_as_pieces(f"{tok}") != [tok]:
+        if sp.encode_as_pieces(tok) not in ([SPACE, tok], [tok]):
             raise AssertionError(f"{tok} is not a single piece: {sp.encode_as_pieces(tok)}")
     if SPACE not in index:
         raise AssertionError("the lone '\u2581' piece is not in the vocabulary")

@@ -68,13 +68,7 @@ def extract_mo(deb: Path, out_dir: Path, lang: str = LANG) -> list[Path]:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
             for member in tar:
                 parts = Path(member.name).parts
-                if (
-                    member.isfile()
-                    and member.name.endswith(".mo")
-                    and len(parts) >= 3
-                    and parts[-2] == "LC_MESSAGES"
-                    and parts[-3] == lang
-                ):
+                if member.isfile() and member.name.endswith(".mo") and parts[-3:-1] == (lang, "LC_MESSAGES"):
                     stem = Path(member.name).stem
                     names[stem] += 1
                     name = stem if names[stem] == 1 else f"{stem}.{names[stem]}"
@@ -258,20 +252,9 @@ def sample_split(pool: list[tuple], num: int, seed: int, split: str) -> tuple[li
 
 # ----------------------------------------------------------------------------- main
 def build_text(
-    work_dir: Path,
-    cache_dir: Path,
-    num_train: int,
-    num_dev: int,
-    num_test: int,
-    num_ddtp_test: int,
-    seed: int = 1,
-    nj: int = 1,
-    packages: tuple[str, ...] = GETTEXT_PACKAGES,
-    ddtp: bool = True,
-    deb_dir: Path | None = None,
-    ddtp_lists: tuple[Path, Path] | None = None,
-    offline: bool = False,
-    apt: debian.PrivateApt | None = None,
+    work_dir: Path, cache_dir: Path, num_train: int, num_dev: int, num_test: int, num_ddtp_test: int, seed: int = 1,
+    nj: int = 1, packages: tuple[str, ...] = GETTEXT_PACKAGES, ddtp: bool = True, deb_dir: Path | None = None,
+    ddtp_lists: tuple[Path, Path] | None = None, offline: bool = False, apt: debian.PrivateApt | None = None,
     force: bool = False,
 ) -> dict:
     """Run the text stage; returns the counts summary (also in text/counts.json)."""
