@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Decoding stage speed: the recipe's stage 7 before and after, side by side.
+"""Decoding stage speed: the recipe's decoding stage (run.sh stage 9) before and after, side by side.
 
 Both ways decode the same test set in both tasks with the same model and
 beam, through the launcher as run.sh calls it (process start-up included):
 
-* ``per_task``: as stage 7 did before, one process per task, one utterance at
+* ``per_task``: as the decoding stage did before, one process per task, one utterance at
   a time, joint CTC/attention for both tasks (``--ctc_tasks asr st_fra``);
 * ``one_process``: as it does now, one process for both tasks, batched beam
   search (``--batch_size``) over utterances sorted by length, CTC only for ASR.
@@ -59,7 +59,7 @@ def main():
     audio = sum(seconds.values())
     work = Path(tempfile.mkdtemp(prefix="bench_decode_"))
     # ESPnet streams each data file in its own order, so the length-sorted
-    # order (as stage 7's split_keys.py --sort_by_duration writes it) is a copy
+    # order (as stage 9's split_keys.py --sort_by_duration writes it) is a copy
     # of the files, not a key file
     sorted_data = work / "data"
     sorted_data.mkdir()
@@ -82,7 +82,7 @@ def main():
             times[name].append(way(r))
     wall = {name: statistics.median(t) for name, t in times.items()}
     print(json.dumps({
-        "what": "stage 7 decoding of one test set, both tasks, process start-up included",
+        "what": "decoding stage (run.sh stage 9) of one test set, both tasks, process start-up included",
         "exp": str(args.exp), "model": args.model, "data": str(args.data), "utterances": len(seconds),
         "audio_seconds": round(audio, 1), "beam_size": args.beam_size, "batch_size": args.batch_size,
         "machine": platform.machine(), "threads": os.environ.get("OMP_NUM_THREADS", "default"),

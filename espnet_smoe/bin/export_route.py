@@ -32,7 +32,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_argument_group("source model (a packed zip, or config + model file)")
     source.add_argument("--model", "--model_tag", dest="model", type=Path, default=None,
-                        help="zip made by 'python -m espnet2.bin.pack s2t' (run.sh stage 9)")
+                        help="zip made by 'python -m espnet2.bin.pack s2t' (run.sh stage 11)")
     source.add_argument("--config", "--s2t_train_config", dest="config", type=Path, default=None,
                         help="training config.yaml")
     source.add_argument("--model_file", "--s2t_model_file", dest="model_file", type=Path, default=None,

@@ -9,8 +9,8 @@
 # TTS voices, half narrowband); the tests stay the real Asterisk prompts.
 #
 #   ./run.sh                                   # everything, tiny CPU model
-#   ./run.sh --stage 6 --train_config conf/train_smoe_encdec.yaml --ngpu 4
-#   cmd_backend=slurm ./run.sh --ngpu 8 --num_nodes 2 --stage 6
+#   ./run.sh --stage 8 --train_config conf/train_smoe_encdec.yaml --ngpu 4
+#   cmd_backend=slurm ./run.sh --ngpu 8 --num_nodes 2 --stage 8
 #
 # Each stage is a few lines calling one Python entry point.
 set -euo pipefail
@@ -44,7 +44,7 @@ tasks="asr st_fra"
 . ./db.sh
 . local/parse_options.sh "$@"
 
-# Training and dev data are *_mix dirs made by stage 3 (local/combine_data.py): the
+# Training and dev data are *_mix dirs made by stage 5 (local/combine_data.py): the
 # sources below without any dev/test sentence, transcripts in the scored form.
 st_corpus=false
 case "${corpus}" in
@@ -109,12 +109,20 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
             --bandwidth data/local/bandwidth/bandwidth.tsv --data_dir data --local_dir data/local \
             --max_prompts "${max_prompts}"
     fi
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     if [ "${n_train}" -gt 0 ]; then
-        log "Stage 3: tts_ui corpus (${tts_ui_sizes}: text pairs, TTS, channel) into data/tts_ui_*"
+        log "Stage 4: tts_ui corpus (${tts_ui_sizes}: text pairs, TTS, channel) into data/tts_ui_*"
         python -m local.tts_ui.prepare --out_data data --audio_dir downloads/tts_ui/audio \
             --num_train "${n_train}" --num_dev "${n_dev}" --num_test "${n_test}" --nj "${nj}" --seed "${seed}"
+    else
+        log "Stage 4: no tts_ui corpus (--tts_ui_sizes ${tts_ui_sizes})"
     fi
-    log "Stage 3: data/${train_set} (${train_sources}) and data/${valid_set}, without any dev/test sentence"
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    log "Stage 5: data/${train_set} (${train_sources}) and data/${valid_set}, without any dev/test sentence"
     # shellcheck disable=SC2046
     python -m local.combine_data --out "data/${train_set}" --sets $(printf 'data/%s ' ${train_sources}) \
         --exclude $(printf 'data/%s ' ${dev_source} ${corpus_tests})
@@ -122,13 +130,13 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         --exclude $(printf 'data/%s ' ${corpus_tests})
 fi
 
-if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-    log "Stage 4: sentencepiece model and token list in ${token_dir}"
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    log "Stage 6: sentencepiece model and token list in ${token_dir}"
     python -m local.make_tokens --train_dir "data/${train_set}" --vocab_size "${vocab_size}" --out_dir "${token_dir}"
 fi
 
-if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-    log "Stage 5: feature statistics and shapes in ${stats_dir}"
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    log "Stage 7: feature statistics and shapes in ${stats_dir}"
     # shellcheck disable=SC2046
     ${train_cmd} "${stats_dir}/logs/stats.log" python -m espnet_smoe.bin.s2t_train \
         --collect_stats true --config "${train_config}" --normalize none --use_preprocessor true ${token_opts} \
@@ -138,8 +146,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         --ngpu 0 --num_workers "${nj}" --output_dir "${stats_dir}"
 fi
 
-if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-    log "Stage 6: train ${exp} (${train_config}; ngpu=${ngpu}, num_nodes=${num_nodes})"
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+    log "Stage 8: train ${exp} (${train_config}; ngpu=${ngpu}, num_nodes=${num_nodes})"
     dist_opts="--ngpu ${ngpu} --multiprocessing_distributed true"
     if [ "${num_nodes}" -gt 1 ]; then
         # srun starts one task per node, which spawns ngpu workers (ESPnet reads the node rank from Slurm)
@@ -157,8 +165,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         --resume true ${dist_opts} --output_dir "${exp}" ${train_args}
 fi
 
-if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
-    log "Stage 7: decode ${test_sets} x ${tasks} with ${inference_model} (${nj} jobs each)"
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    log "Stage 9: decode ${test_sets} x ${tasks} with ${inference_model} (${nj} jobs each)"
     for test_set in ${test_sets}; do
         dir=${decode_dir}/${test_set}
         # each job: its own wav.scp and utt2bw, shortest first (batches of similar length)
@@ -181,15 +189,15 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     done
 fi
 
-if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
-    log "Stage 8: score (WER for asr, BLEU/chrF for st) -> ${exp}/RESULTS.md, ${exp}/results.json"
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+    log "Stage 10: score (WER for asr, BLEU/chrF for st) -> ${exp}/RESULTS.md, ${exp}/results.json"
     python -m local.score --data_dir data --decode_dir "${decode_dir}" --test_sets "${test_sets}" \
         --tasks "${tasks}" --out_dir "${exp}" --tag "${tag}"
     cat "${exp}/RESULTS.md"
 fi
 
-if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-    log "Stage 9: pack ${exp}/packed.zip (and model_info.json: total/active parameters)"
+if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
+    log "Stage 11: pack ${exp}/packed.zip (and model_info.json: total/active parameters)"
     python -m espnet_smoe.bin.model_info --config "${exp}/config.yaml" --out "${exp}/model_info.json"
     python -m espnet2.bin.pack s2t --s2t_train_config "${exp}/config.yaml" \
         --s2t_model_file "${exp}/${inference_model}" --option "${token_dir}/bpe.model" \

@@ -2,7 +2,7 @@
 
 The source is a tiny S-MoE encoder+decoder model with random weights (its two
 experts per layer differ), written and packed the way training and run.sh
-stage 9 write them. Random weights are enough for identity checks: the
+stage 11 write them. Random weights are enough for identity checks: the
 hypotheses are long strings of arbitrary tokens, and another route gives
 other ones.
 """
@@ -64,7 +64,7 @@ def write_source(root: Path, token_list, pad_speech: bool, seed: int = 0) -> dic
     """A tiny S-MoE experiment dir and its packed zip, as training and run.sh write them.
 
     Paths in config.yaml are relative to ``root``, the "recipe dir", and the
-    zip is packed from there, like run.sh stage 9.
+    zip is packed from there, like run.sh stage 11.
     """
     root.mkdir(parents=True, exist_ok=True)
     (root / "data").mkdir(exist_ok=True)

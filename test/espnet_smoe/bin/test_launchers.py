@@ -126,15 +126,18 @@ def test_python_api_equals_cli(experiment, decode):
 
     exp, data = experiment["exp"], experiment["data"]
     cli = decode(experiment, "dec_api_ref", "--task_sym", "st_fra", "--bandwidth_sym", "nb")
+    cli_wb = decode(experiment, "dec_api_ref_wb", "--task_sym", "asr", "--bandwidth_sym", "wb")
     s2t = SMoESpeech2Text(exp / "config.yaml", exp / "valid.acc.best.pth", beam_size=2,
                           maxlenratio=0.3, lang_sym="<eng>")
     expected = read_kaldi(cli / "1best_recog/token_int")
+    expected_wb = read_kaldi(cli_wb / "1best_recog/token_int")
     for utt, path in read_kaldi(data / "test/wav.scp").items():
         speech, _ = sf.read(path, dtype="float32")
         best = s2t(speech, task_sym="<st_fra>", bandwidth_sym="nb")[0]
         assert " ".join(map(str, best[2])) == expected[utt]
-        # the bandwidth argument reaches the encoder: wb may decode differently, never errors
-        assert s2t(speech, task_sym="<asr>", bandwidth="<wb>")[0][1] is not None
+        # a bandwidth token string given as `bandwidth` routes like the CLI's --bandwidth_sym wb
+        best_wb = s2t(speech, task_sym="<asr>", bandwidth="<wb>")[0]
+        assert " ".join(map(str, best_wb[2])) == expected_wb[utt]
     with pytest.raises(ValueError, match="give bandwidth_sym"):
         s2t(speech, task_sym="<asr>")
 

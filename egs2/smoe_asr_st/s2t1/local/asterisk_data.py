@@ -28,25 +28,19 @@ import logging
 import re
 import unicodedata
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, NamedTuple, Tuple
 
 # Subfolders that hold one prompt family each (the family is the folder name).
 SUBFOLDER_FAMILIES = ("digits", "letters", "phonetic", "dictate", "followme", "silence")
 
 
 # --------------------------------------------------------------------------- text
-class TranscriptEntry:
+class TranscriptEntry(NamedTuple):
     """One parsed ``name: text`` line (``raw`` is the text as written)."""
 
-    __slots__ = ("name", "raw", "line_no")
-
-    def __init__(self, name: str, raw: str, line_no: int):
-        self.name = name
-        self.raw = raw
-        self.line_no = line_no
-
-    def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return f"TranscriptEntry({self.name!r}, {self.raw!r}, line {self.line_no})"
+    name: str
+    raw: str
+    line_no: int
 
 
 _NAME_RE = re.compile(r"^[^\s:]+$")

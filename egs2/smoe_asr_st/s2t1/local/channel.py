@@ -38,9 +38,7 @@ def _as_float(wave: torch.Tensor) -> torch.Tensor:
     return wave
 
 
-def bandpass_fir(
-    low_hz: float, high_hz: float, sample_rate: int, num_taps: int = 511
-) -> torch.Tensor:
+def bandpass_fir(low_hz: float, high_hz: float, sample_rate: int, num_taps: int = 511) -> torch.Tensor:
     """Linear-phase band-pass FIR (difference of two windowed sincs, Blackman window).
 
     With 511 taps at 16 kHz the transition bands are about 170 Hz wide and the

@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Mapping
 
-from local.file_io import c_sorted, write_kaldi
+from local.file_io import c_sorted, read_kaldi_lines, write_kaldi
 
 LANG_TOKEN = "<eng>"
 TASK_TOKENS = {"asr": "<asr>", "st_fra": "<st_fra>"}
@@ -54,6 +54,22 @@ def add_utterance(files: dict, utt: str, wav: str, bw: str, task: str, target: s
     files["utt2bw"][utt] = BANDWIDTH_TOKENS[bw]
 
 
+def add_recording(files: dict, base: str, wav: str, bw: str, en: str, fr: str, test: bool = False) -> list[str]:
+    """One recording with its English transcript and French translation; returns its utterance ids.
+
+    A training dir gets ``<base>_asr`` and, when ``fr`` is not empty, ``<base>_st_fra``; a test dir
+    (``test``) gets ``<base>`` once, with the plain references ``text.asr`` and ``text.st_fra``.
+    """
+    if test:
+        add_utterance(files, base, wav, bw, "asr", en, en)
+        files["text.asr"][base], files["text.st_fra"][base] = en, fr
+        return [base]
+    tasks = [("asr", en)] + ([("st_fra", fr)] if fr else [])
+    for task, target in tasks:
+        add_utterance(files, f"{base}_{task}", wav, bw, task, target, en)
+    return [f"{base}_{task}" for task, _ in tasks]
+
+
 def write_data_dir(out: Path, files: Mapping[str, Mapping[str, str]], utt2spk: Mapping[str, str] | None = None) -> int:
     """Write every file of ``files`` plus ``utt2spk``/``spk2utt`` and validate the dir; returns #utterances.
 
@@ -79,15 +95,6 @@ def write_data_dir(out: Path, files: Mapping[str, Mapping[str, str]], utt2spk: M
     return validate_data_dir(out)
 
 
-def _read_lines(path: Path) -> list[tuple[int, str, str]]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            key, _, value = line.rstrip("\n").partition(" ")
-            rows.append((n, key, value))
-    return rows
-
-
 def validate_data_dir(path: Path) -> int:
     """Check a data dir; returns its number of utterances, raises DataDirError naming what is wrong.
 
@@ -102,7 +109,7 @@ def validate_data_dir(path: Path) -> int:
     # wav.scp first: the other files are checked against its ids
     names = sorted((p.name for p in path.iterdir() if p.name in ("wav.scp", "utt2bw", "utt2spk", "spk2utt")
                     or p.name.startswith("text")), key=lambda name: (name != "wav.scp", name))
-    files = {name: _read_lines(path / name) for name in names}
+    files = {name: read_kaldi_lines(path / name) for name in names}
     ids = [key for _, key, _ in files["wav.scp"]]
     if not ids:
         raise DataDirError(f"{path}/wav.scp: empty; expected one line per utterance")

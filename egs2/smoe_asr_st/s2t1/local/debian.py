@@ -97,10 +97,7 @@ class PrivateApt:
             # the private dirs belong to us: no drop to the _apt user
             "APT::Sandbox::User": getpass.getuser(),
         }
-        out = []
-        for key, value in opts.items():
-            out += ["-o", f"{key}={value}"]
-        return out
+        return [arg for key, value in opts.items() for arg in ("-o", f"{key}={value}")]
 
     def _packages_lists(self) -> list[Path]:
         return sorted(self.lists.glob("*_binary-*_Packages*")) if self.lists.is_dir() else []
@@ -109,11 +106,7 @@ class PrivateApt:
         """Fetch the package lists (and Translation-<lang>) once; later calls reuse them."""
         wanted = [f"Translation-{lang}" for lang in self.languages]
         have = [p.name for p in self.lists.glob("*")] if self.lists.is_dir() else []
-        if (
-            not force
-            and self._packages_lists()
-            and all(any(w in name for name in have) for w in wanted)
-        ):
+        if not force and self._packages_lists() and all(any(w in name for name in have) for w in wanted):
             return
         for d in (self.lists / "partial", self.cache / "archives" / "partial", self.parts):
             d.mkdir(parents=True, exist_ok=True)
@@ -155,10 +148,8 @@ class PrivateApt:
             if not batch:
                 break
             seen.update(batch)
-            out = _run(
-                ["apt-cache", *self.options(), "depends", "--no-recommends", "--no-suggests",
-                 "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", *batch]
-            ).stdout
+            out = _run(["apt-cache", *self.options(), "depends", "--no-recommends", "--no-suggests", "--no-conflicts",
+                        "--no-breaks", "--no-replaces", "--no-enhances", *batch]).stdout
             for pkg, groups in _parse_depends(out).items():
                 if pkg not in installed:
                     needed.append(pkg)
@@ -277,12 +268,8 @@ def _works(cmd: list[str], env: dict[str, str], stdin: str | None = None) -> boo
         return False
 
 
-def resolve_tts(
-    cache_dir: Path,
-    engines: Iterable[str] = ("flite", "espeak-ng"),
-    apt: PrivateApt | None = None,
-    allow_system: bool = True,
-) -> TTSRuntime:
+def resolve_tts(cache_dir: Path, engines: Iterable[str] = ("flite", "espeak-ng"), apt: PrivateApt | None = None,
+                allow_system: bool = True) -> TTSRuntime:
     """flite/espeak-ng: the installed ones if they work, else .debs unpacked into ``<cache_dir>/prefix``.
 
     The .debs (with the dependencies this machine lacks) are fetched with ``apt-get download``

@@ -45,7 +45,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from local import debian
-from local.asterisk_data import clean_field, parse_transcript
+from local.asterisk_data import SUBFOLDER_FAMILIES, clean_field, parse_transcript
 from local.file_io import display_path, write_tsv
 from local.log import setup_logging
 from local.stage import mark_done, stage_done, start_stage
@@ -64,7 +64,6 @@ PROMPT_COLUMNS = [
     "name", "en_entry", "en_text", "fr_entry", "fr_text",
     "wav8k", "g722", "wav16k", "dur8k", "dur16k", "problem", "detail",
 ]
-FAMILY_DIRS = {"digits", "letters", "phonetic", "dictate", "followme", "silence"}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -83,41 +82,33 @@ def get_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- unpacking
 def find_debs(folder: Path) -> Dict[str, Path]:
     """Package name -> newest-looking .deb in folder (exact package-name match)."""
-    found: Dict[str, Path] = {}
-    for pkg in PACKAGES:
-        hits = sorted(folder.glob(f"{pkg}_*.deb"))
-        if hits:
-            found[pkg] = hits[-1]
-    return found
+    return {pkg: deb for pkg in PACKAGES if (deb := debian.cached_deb(folder, pkg))}
 
 
 def find_tarballs(folder: Path) -> Dict[str, Path]:
-    found: Dict[str, Path] = {}
-    for part in UPSTREAM_PARTS:
-        hits = sorted(folder.glob(f"asterisk-core-sounds-{part}-*.tar.gz"))
-        if hits:
-            found[part] = hits[-1]
-    return found
+    """Upstream part -> newest-looking tarball in folder."""
+    hits = {part: sorted(folder.glob(f"asterisk-core-sounds-{part}-*.tar.gz")) for part in UPSTREAM_PARTS}
+    return {part: paths[-1] for part, paths in hits.items() if paths}
+
+
+def _fresh_root(found: Dict[str, Path], wanted, what: str, root: Path) -> Path:
+    """An empty ``root`` to unpack into, once every ``wanted`` file is ``found``."""
+    missing = [p for p in wanted if p not in found]
+    if missing:
+        raise FileNotFoundError(f"missing {what} for {missing}")
+    if root.exists():
+        shutil.rmtree(root)
+    return root
 
 
 def unpack_debs(debs: Dict[str, Path], unpack_dir: Path) -> Path:
-    missing = [p for p in PACKAGES if p not in debs]
-    if missing:
-        raise FileNotFoundError(f"missing .deb for {missing}")
-    root = unpack_dir / "debian"
-    if root.exists():
-        shutil.rmtree(root)
+    root = _fresh_root(debs, PACKAGES, ".deb", unpack_dir / "debian")
     logging.info("unpacking %s into %s", ", ".join(str(debs[p]) for p in PACKAGES), root)
     return debian.unpack_prefix([debs[p] for p in PACKAGES], root)
 
 
 def unpack_tarballs(tarballs: Dict[str, Path], unpack_dir: Path) -> Path:
-    missing = [p for p in UPSTREAM_PARTS if p not in tarballs]
-    if missing:
-        raise FileNotFoundError(f"missing upstream tarball(s) for {missing}")
-    root = unpack_dir / "upstream"
-    if root.exists():
-        shutil.rmtree(root)
+    root = _fresh_root(tarballs, UPSTREAM_PARTS, "upstream tarball(s)", unpack_dir / "upstream")
     for part, sub in tqdm(UPSTREAM_PARTS.items(), desc="unpack tarballs", unit="tar"):
         dest = root / sub
         dest.mkdir(parents=True, exist_ok=True)
@@ -138,10 +129,7 @@ def download_file(url: str, dest: Path) -> None:
     with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
         total = int(resp.headers.get("Content-Length") or 0) or None
         with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
-            while True:
-                chunk = resp.read(1 << 20)
-                if not chunk:
-                    break
+            for chunk in iter(lambda: resp.read(1 << 20), b""):
                 out.write(chunk)
                 bar.update(len(chunk))
     os.replace(tmp, dest)
@@ -182,7 +170,7 @@ def find_audio_dir(roots: List[Path], ext: str, transcript: Optional[Path] = Non
     for root in roots:
         for dirpath, _, files in os.walk(root):
             d = Path(dirpath)
-            if d.name in FAMILY_DIRS:
+            if d.name in SUBFOLDER_FAMILIES:
                 continue
             n = sum(1 for f in files if f.endswith("." + ext))
             if n:
@@ -286,24 +274,18 @@ def build_inventory(roots: List[Path], out_dir: Path) -> Tuple[List[Dict[str, ob
     counts = {"prompts": len(names), "corrupt_wav8k": 0, "corrupt_g722": 0, "decoded": 0}
     wb_dir = out_dir / "wb16k"
     for name in tqdm(names, desc="decode G.722 / check wav", unit="prompt"):
-        row: Dict[str, object] = {
-            "name": name,
-            "en_entry": int(name in en_entries),
-            "en_text": clean_field(en_entries[name].raw) if name in en_entries else "",
-            "fr_entry": int(name in fr_entries),
-            "fr_text": clean_field(fr_entries[name].raw) if name in fr_entries else "",
-            "wav8k": "", "g722": "", "wav16k": "", "dur8k": "", "dur16k": "",
-            "problem": "", "detail": "",
-        }
+        row: Dict[str, object] = {**dict.fromkeys(PROMPT_COLUMNS, ""), "name": name}
+        for lang, entries in (("en", en_entries), ("fr", fr_entries)):
+            row[f"{lang}_entry"] = int(name in entries)
+            row[f"{lang}_text"] = clean_field(entries[name].raw) if name in entries else ""
         problems: List[Tuple[str, str]] = []
         if name in wavs:
             row["wav8k"] = display_path(wavs[name])
             try:
                 info = sf.info(str(wavs[name]))
                 if info.samplerate != 8000 or info.channels != 1 or info.frames == 0:
-                    raise ValueError(
-                        f"expected 8 kHz mono, got {info.samplerate} Hz x{info.channels}, {info.frames} frames"
-                    )
+                    raise ValueError(f"expected 8 kHz mono, got {info.samplerate} Hz x{info.channels}, "
+                                     f"{info.frames} frames")
                 row["dur8k"] = info.frames / info.samplerate
             except Exception as exc:  # noqa: BLE001 - recorded, never dropped
                 problems.append(("corrupt_wav8k", f"{type(exc).__name__}: {exc}"))
@@ -326,10 +308,7 @@ def build_inventory(roots: List[Path], out_dir: Path) -> Tuple[List[Dict[str, ob
         rows.append(row)
 
     counts.update(
-        en_entries=len(en_entries),
-        fr_entries=len(fr_entries),
-        wav_files=len(wavs),
-        g722_files=len(g722s),
+        en_entries=len(en_entries), fr_entries=len(fr_entries), wav_files=len(wavs), g722_files=len(g722s),
         en_entry_without_audio=sum(1 for n in en_entries if n not in wavs and n not in g722s),
         audio_without_en_entry=sum(1 for n in set(wavs) | set(g722s) if n not in en_entries),
         wav_without_g722=sum(1 for n in wavs if n not in g722s),

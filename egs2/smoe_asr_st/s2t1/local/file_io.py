@@ -48,17 +48,21 @@ def _replace_atomically(path: Path, lines: Iterable[str]) -> None:
     os.replace(tmp, path)
 
 
+def read_kaldi_lines(path: Path) -> list[tuple[int, str, str]]:
+    """``(line number, key, value)`` of every line, in file order (nothing checked)."""
+    with open(path, encoding="utf-8") as f:
+        return [(n, *line.rstrip("\n").partition(" ")[::2]) for n, line in enumerate(f, 1)]
+
+
 def read_kaldi(path: Path) -> dict[str, str]:
     """``{key: value}`` of a Kaldi file; an empty line or a repeated key is an error."""
     rows: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            key, _, value = line.rstrip("\n").partition(" ")
-            if not key:
-                raise ValueError(f"{path}:{n}: empty line; expected '<key> <value>'")
-            if key in rows:
-                raise ValueError(f"{path}:{n}: key {key} repeated (first seen earlier in the file)")
-            rows[key] = value
+    for n, key, value in read_kaldi_lines(path):
+        if not key:
+            raise ValueError(f"{path}:{n}: empty line; expected '<key> <value>'")
+        if key in rows:
+            raise ValueError(f"{path}:{n}: key {key} repeated (first seen earlier in the file)")
+        rows[key] = value
     return rows
 
 

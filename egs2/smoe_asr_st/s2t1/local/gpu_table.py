@@ -5,15 +5,15 @@ A GPU machine lent for minutes, with PyTorch but without ESPnet and without a ne
 still build the tts_ui corpus, train hard sharing and S-MoE on it in bf16 with the GPU
 configs, decode, score and tabulate, if everything it cannot fetch travels with the repo:
 
-    # here (Debian caches of stage 3 and PyPI reachable): wheels, TTS binaries, text, tests
+    # here (Debian caches of stage 4 and PyPI reachable): wheels, TTS binaries, text, tests
     python -m local.gpu_table bundle --bundle_dir ../../../gpu_bundle --num_train 10000
     # there, from egs2/smoe_asr_st/s2t1 (the bundle travels inside the repo):
     python3 -m local.gpu_table run --bundle_dir ../../../gpu_bundle --out_dir "$OUT" --budget_s 500
 
 ``run`` installs the wheels into ``<work>/site``, gives ``path.sh`` a venv that points at that
 interpreter, unpacks flite/espeak-ng and the tts_ui text, makes the audio with all cores, and
-then runs the recipe's own stages: tokens and stats (run.sh stages 4-5), one training per
-variant and seed side by side on the GPU (stage 6), decoding and scoring (7-8) and the
+then runs the recipe's own stages: tokens and stats (run.sh stages 6-7), one training per
+variant and seed side by side on the GPU (stage 8), decoding and scoring (9-10) and the
 table (local/make_table.py). Training is budgeted in seconds, not epochs: short epochs, and at
 the deadline every training still running is stopped; each run is decoded with the
 checkpoint of its best dev accuracy so far (``valid.acc.best.pth``). Everything small that
@@ -150,11 +150,11 @@ def bundle(a: argparse.Namespace) -> None:
     for spec in specs:  # pure-Python packages without a wheel for any platform: sdists are refused
         if sh([*pip, spec]) != 0:
             raise SystemExit(f"gpu_table bundle: no wheel for {spec} (see the pip output above)")
-    # 2. flite + espeak-ng: the unpacked prefix of stage 3, English dictionaries only, plus
+    # 2. flite + espeak-ng: the unpacked prefix of stage 4, English dictionaries only, plus
     #    the non-glibc libraries they load from this machine (the GPU image may lack them)
     prefix = RECIPE / "downloads/tts_ui/prefix"
     if not (prefix / ".unpacked").exists():
-        raise SystemExit(f"gpu_table bundle: no TTS prefix at {prefix}: run stage 3 (tts_ui) once first")
+        raise SystemExit(f"gpu_table bundle: no TTS prefix at {prefix}: run stage 4 (tts_ui) once first")
     stage_dir = out / "_prefix"
     shutil.rmtree(stage_dir, ignore_errors=True)
     shutil.copytree(prefix, stage_dir, symlinks=True)
@@ -233,14 +233,14 @@ def run(a: argparse.Namespace) -> int:
         if "train" in a.phases:  # every run side by side until the training deadline
             t = time.time()
             status["train_exit"] = run_side_by_side(
-                {tag: [*run_sh, "--stage", "6", "--stop_stage", "6", "--ngpu", str(a.ngpu), "--train_config",
+                {tag: [*run_sh, "--stage", "8", "--stop_stage", "8", "--ngpu", str(a.ngpu), "--train_config",
                        a.config_template.format(variant=v), "--tag", tag, "--train_args", f"{a.train_args} --seed {s}"]
                  for tag, v, s in runs}, logs, "train", env, deadline - a.decode_reserve_s)
             phase("train", t)
         if "decode" in a.phases:  # each run's best checkpoint so far, side by side
             t = time.time()
             status["decode_exit"] = run_side_by_side(
-                {tag: [*run_sh, "--nj", "2", "--stage", "7", "--stop_stage", "9", "--train_config",
+                {tag: [*run_sh, "--nj", "2", "--stage", "9", "--stop_stage", "11", "--train_config",
                        a.config_template.format(variant=v), "--tag", tag, "--inference_model", "valid.acc.best.pth",
                        "--inference_ngpu", str(a.ngpu), "--inference_args", a.inference_args]
                  for tag, v, s in runs if (RECIPE / "exp" / tag / "valid.acc.best.pth").exists()},
@@ -310,13 +310,13 @@ def corpus(a: argparse.Namespace, b: Path, logs: Path, env: dict, phase) -> None
         raise RuntimeError(f"tts_ui corpus failed ({logs / 'tts_ui.log'})")
 
     t = time.time()
-    # run.sh stage 3 for --corpus tts_ui, without the Asterisk split (its tests came ready)
+    # run.sh stage 5 for --corpus tts_ui (the Asterisk tests came ready, stages 1-3 are not needed)
     tests_dirs = [f"data/{x}" for x in a.test_sets]
     code = sh([a.python, "-m", "local.combine_data", "--out", "data/tts_ui_train_mix", "--sets",
                "data/tts_ui_train", "--exclude", "data/tts_ui_dev", *tests_dirs], logs / "data.log", env)
     code = code or sh([a.python, "-m", "local.combine_data", "--out", "data/tts_ui_dev_mix", "--sets",
                        "data/tts_ui_dev", "--exclude", *tests_dirs], logs / "data.log", env)
-    code = code or sh([*run_sh, "--stage", "4", "--stop_stage", "5", "--train_config",
+    code = code or sh([*run_sh, "--stage", "6", "--stop_stage", "7", "--train_config",
                        a.config_template.format(variant=a.variants[0])], logs / "data.log", env)
     phase("data_tokens_stats", t)
     if code:

@@ -107,8 +107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     seconds = 0.0
     for row in tqdm(rows, desc=f"NB({args.nb_source})/WB 16 kHz", unit="prompt"):
         name = row["name"]
-        out = {"name": name, "nb_source": args.nb_source, "nb_wav": "", "wb_wav": "",
-               "samples": "", "duration": "", "status": "ok", "detail": ""}
+        out = {**dict.fromkeys(COLUMNS, ""), "name": name, "nb_source": args.nb_source, "status": "ok"}
         needed = ["wav16k"] + (["wav8k"] if args.nb_source == "real" else [])
         if not row["wav8k"] and not row["g722"]:
             out["status"] = "no_audio"

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from espnet_smoe.reporter_stats import read_reporter_stats
+from local.data_dir import BANDWIDTH_TOKENS
 from local.score import environment_info
 
 
@@ -73,26 +74,16 @@ METRICS = {
     "bleu": Metric("bleu", "st", "ST BLEU", "", False),
     "chrf": Metric("chrf", "st", "ST chrF", "", False),
 }
-BANDWIDTH_ORDER = ("nb", "wb")  # known bandwidths first, in this order
+BANDWIDTH_ORDER = tuple(BANDWIDTH_TOKENS)  # known bandwidths first (nb, wb)
 # Display names of the recipe's variants (conf/tuning/train_<variant>_tiny.yaml).
-VARIANT_NAMES = {
-    "hard_sharing": "hard sharing",
-    "smoe_enc": "S-MoE enc",
-    "smoe_dec": "S-MoE dec",
-    "smoe_encdec": "S-MoE enc+dec",
-    "dense_wide": "dense, param.-matched",
-    "gated_moe": "gated MoE (top-1)",
-}
+VARIANT_NAMES = {"hard_sharing": "hard sharing", "smoe_enc": "S-MoE enc", "smoe_dec": "S-MoE dec",
+                 "smoe_encdec": "S-MoE enc+dec", "dense_wide": "dense, param.-matched",
+                 "gated_moe": "gated MoE (top-1)"}
 # Display names of the test-set groups the recipe decodes.
-TEST_SET_NAMES = {
-    "tts_ui_test": "tts_ui test (held-out voices)",
-    "ddtp_test": "DDTP test (tts_ui, out of domain)",
-    "test": "Asterisk test (real speech)",
-}
-SPREADS = {
-    "std": "mean ± sample standard deviation over seeds (n-1; none for one seed)",
-    "range": "mean (min-max) over seeds",
-}
+TEST_SET_NAMES = {"tts_ui_test": "tts_ui test (held-out voices)", "ddtp_test": "DDTP test (tts_ui, out of domain)",
+                  "test": "Asterisk test (real speech)"}
+SPREADS = {"std": "mean ± sample standard deviation over seeds (n-1; none for one seed)",
+           "range": "mean (min-max) over seeds"}
 STEP_TIME_NOTE = (
     "mean over epochs of ESPnet's `[train] train_time` (seconds per iteration, from the reporter "
     "in checkpoint.pth), averaged over seeds; relative: the variant's mean over the baseline's"

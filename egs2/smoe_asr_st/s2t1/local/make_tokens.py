@@ -46,6 +46,7 @@ from typing import List, Optional
 import sentencepiece as spm
 
 from local.data_dir import BANDWIDTH_TOKENS, LANG_TOKEN, NA_TOKEN, NOTIME_TOKEN, PROMPT_RE, TASK_TOKENS, prompt_text
+from local.file_io import read_kaldi
 from local.log import setup_logging
 
 GUIDING_TOKENS = [*TASK_TOKENS.values(), *BANDWIDTH_TOKENS.values()]
@@ -84,17 +85,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def training_sentences(text_file: Path) -> List[str]:
     """Unique plain sentences of a S2T ``text`` file, in first-seen order."""
-    seen, out = set(), []
-    with open(text_file, encoding="utf-8") as f:
-        for line in f:
-            parts = line.rstrip("\n").split(" ", 1)
-            if len(parts) < 2:
-                continue
-            sentence = PROMPT_RE.sub("", parts[1]).strip()
-            if sentence and sentence not in seen:
-                seen.add(sentence)
-                out.append(sentence)
-    return out
+    sentences = (PROMPT_RE.sub("", text).strip() for text in read_kaldi(text_file).values())
+    return list(dict.fromkeys(s for s in sentences if s))
 
 
 def build_token_list(sp: spm.SentencePieceProcessor) -> List[str]:
@@ -117,7 +109,7 @@ def check_token_list(tokens: List[str], sp: spm.SentencePieceProcessor, timestam
     if [index.get(t) for t in stamps] != list(range(first, first + len(stamps))):
         raise AssertionError("timestamp tokens are not contiguous")
     for tok in user_symbols(timestamps):
-        if sp.encode_as_pieces(f"{tok}") != [SPACE, tok] and sp.encode_as_pieces(f"{tok}") != [tok]:
+        if sp.encode_as_pieces(tok) not in ([SPACE, tok], [tok]):
             raise AssertionError(f"{tok} is not a single piece: {sp.encode_as_pieces(tok)}")
     if SPACE not in index:
         raise AssertionError("the lone '\u2581' piece is not in the vocabulary")

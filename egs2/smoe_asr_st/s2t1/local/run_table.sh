@@ -11,9 +11,9 @@
 #   local/run_table.sh --config_dir conf --config_suffix "" --ngpu 1 --name tts_ui_gpu --publish true
 #
 # Stages:
-#   1: data, tokens and feature stats once: run.sh stages 1-5 (first variant's config; the
+#   1: data, tokens and feature stats once: run.sh stages 1-7 (first variant's config; the
 #      variants differ only in encoder/decoder, so they share them)
-#   2: per seed, per variant: run.sh stages 6-9 with --tag [<corpus>_]<variant>_seed<seed> and
+#   2: per seed, per variant: run.sh stages 8-11 with --tag [<corpus>_]<variant>_seed<seed> and
 #      --train_args "<train_args> --seed <seed>" -> exp/[<corpus>_]<variant>_seed<seed>
 #      (a run whose results.json exists is skipped unless --skip_done false); output of
 #      each run.sh call in exp/table_<name>/logs/
@@ -74,8 +74,8 @@ done
 mkdir -p "${table_dir}/logs"
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
-    log "Stage 1: data, tokens and stats for ${corpus} (run.sh stages 1-5)"
-    ./run.sh "${extra[@]}" --stage 1 --stop_stage 5 --corpus "${corpus}" --ngpu "${ngpu}" --nj "${nj}" \
+    log "Stage 1: data, tokens and stats for ${corpus} (run.sh stages 1-7)"
+    ./run.sh "${extra[@]}" --stage 1 --stop_stage 7 --corpus "${corpus}" --ngpu "${ngpu}" --nj "${nj}" \
         --train_config "${config_dir}/train_${variant_list[0]}${config_suffix}.yaml" \
         2>&1 | tee "${table_dir}/logs/data.log"
 fi
@@ -89,9 +89,9 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
                 log "Stage 2: exp/${tag}/results.json exists; skipped"
                 continue
             fi
-            log "Stage 2: ${tag}: train, decode, score, pack (run.sh stages 6-9) -> exp/${tag}"
+            log "Stage 2: ${tag}: train, decode, score, pack (run.sh stages 8-11) -> exp/${tag}"
             start=$(date +%s)
-            if ./run.sh "${extra[@]}" --stage 6 --stop_stage 9 --corpus "${corpus}" --ngpu "${ngpu}" \
+            if ./run.sh "${extra[@]}" --stage 8 --stop_stage 11 --corpus "${corpus}" --ngpu "${ngpu}" \
                     --nj "${nj}" --train_config "${config_dir}/train_${v}${config_suffix}.yaml" --tag "${tag}" \
                     --train_args "${train_args} --seed ${seed}" --inference_args "${inference_args}" \
                     > "${table_dir}/logs/${tag}.log" 2>&1; then

@@ -8,17 +8,15 @@ Usage::
         --test_sets "test_nb test_wb" --tasks "asr st_fra" --out_dir exp/<tag>
 
 For every test set and task the hypotheses are read from
-``<decode_dir>/<test_set>_<task>/1best_recog/text_nospecial`` and the
-references from ``<data_dir>/<test_set>/text.<task>`` (Kaldi ``utt text``
-lines; the text may be empty). Both must hold the same utterances. The
-bandwidth of a test set is the single value of its ``utt2bw`` (``<nb>`` or
-``<wb>``).
+``<decode_dir>/<test_set>_<task>/1best_recog/text_nospecial`` and the references from
+``<data_dir>/<test_set>/text.<task>`` (Kaldi ``utt text`` lines, ``local/file_io.py``; the text may
+be empty). Both must hold the same utterances. The bandwidth of a test set is the single value of
+its ``utt2bw`` (``<nb>`` or ``<wb>``).
 
-A task named ``asr`` is scored with jiwer (WER and CER, with substitution,
-deletion and insertion counts) after the normalisation in NORMALIZATION; a
-task named ``st*`` is scored with sacrebleu's corpus BLEU and chrF on the
-detokenised text with sacrebleu's defaults. Writes ``<out_dir>/results.json``
-and ``<out_dir>/RESULTS.md``.
+A task named ``asr`` is scored with jiwer (WER and CER, with substitution, deletion and insertion
+counts) after the normalisation in NORMALIZATION; a task named ``st*`` is scored with sacrebleu's
+corpus BLEU and chrF on the detokenised text with sacrebleu's defaults. Writes
+``<out_dir>/results.json`` and ``<out_dir>/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -36,21 +34,19 @@ import sys
 import unicodedata
 from pathlib import Path
 
-BANDWIDTHS = {"<nb>": "nb", "<wb>": "wb", "nb": "nb", "wb": "wb"}
+from local.data_dir import BANDWIDTH_TOKENS
+from local.file_io import read_kaldi
+
+# utt2bw values: the tokens, or the plain names
+BANDWIDTHS = {**{token: bw for bw, token in BANDWIDTH_TOKENS.items()}, **{bw: bw for bw in BANDWIDTH_TOKENS}}
 BANDWIDTH_NAMES = {"nb": "narrowband", "wb": "wideband"}
 
 # Written into results.json and RESULTS.md so that numbers stay comparable.
 NORMALIZATION = {
-    "wer": (
-        "lower-cased; Unicode punctuation (categories P*) except apostrophes "
-        "replaced by a space (the typographic apostrophe U+2019 is written "
-        "as '); whitespace collapsed. CER counts characters, spaces included, "
-        "of the same normalised text."
-    ),
-    "bleu": (
-        "sacrebleu defaults on the detokenised text: 13a tokenizer, "
-        "case-sensitive, corpus level, one reference."
-    ),
+    "wer": "lower-cased; Unicode punctuation (categories P*) except apostrophes replaced by a space (the "
+           "typographic apostrophe U+2019 is written as '); whitespace collapsed. CER counts characters, "
+           "spaces included, of the same normalised text.",
+    "bleu": "sacrebleu defaults on the detokenised text: 13a tokenizer, case-sensitive, corpus level, one reference.",
 }
 
 # Keep only apostrophes from the punctuation: they are part of English words.
@@ -62,54 +58,32 @@ class ScoreError(Exception):
 
 
 def read_kaldi_text(path: Path) -> dict[str, str]:
-    """Reads ``utt text`` lines; the text may be empty.
-
-    Args:
-        path: The file.
-
-    Returns:
-        Text per utterance, in file order.
+    """``{utt: text}`` of a Kaldi text file (``file_io.read_kaldi``; the text may be empty).
 
     Raises:
-        ScoreError: If the file is missing or an utterance appears twice.
+        ScoreError: If the file is missing or malformed (an empty line, an utterance twice).
     """
     if not path.is_file():
         raise ScoreError(f"{path} not found")
-    texts: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split(maxsplit=1)
-        key = parts[0]
-        if key in texts:
-            raise ScoreError(f"{path}:{lineno}: duplicate utterance {key!r}")
-        texts[key] = parts[1].strip() if len(parts) > 1 else ""
-    return texts
+    try:
+        return {utt: text.strip() for utt, text in read_kaldi(path).items()}
+    except ValueError as err:
+        raise ScoreError(str(err)) from None
 
 
 def read_bandwidth(path: Path) -> str:
-    """Returns the single bandwidth (``nb`` or ``wb``) listed in an utt2bw.
-
-    Raises:
-        ScoreError: If the file is missing or empty, a value is unknown, or
-            the set mixes bandwidths.
-    """
+    """The single bandwidth (``nb`` or ``wb``) of an utt2bw; a missing, empty or mixed file is a ScoreError."""
     values = read_kaldi_text(path)
     if not values:
         raise ScoreError(f"{path} is empty")
     counts: dict[str, int] = {}
     for utt, value in values.items():
         if value not in BANDWIDTHS:
-            raise ScoreError(
-                f"{path}: utterance {utt!r} has bandwidth {value!r}; "
-                f"expected one of {sorted(BANDWIDTHS)}"
-            )
+            raise ScoreError(f"{path}: utterance {utt!r} has bandwidth {value!r}; expected one of {sorted(BANDWIDTHS)}")
         counts[BANDWIDTHS[value]] = counts.get(BANDWIDTHS[value], 0) + 1
     if len(counts) > 1:
         summary = ", ".join(f"{n} {bw}" for bw, n in sorted(counts.items()))
-        raise ScoreError(
-            f"{path}: test set mixes bandwidths ({summary}); expected one"
-        )
+        raise ScoreError(f"{path}: test set mixes bandwidths ({summary}); expected one")
     return next(iter(counts))
 
 
@@ -127,24 +101,13 @@ def normalize_for_wer(text: str) -> str:
     return " ".join("".join(chars).split())
 
 
-def check_keys(
-    hyps: dict[str, str], refs: dict[str, str], hyp_path: Path, ref_path: Path
-) -> None:
+def check_keys(hyps: dict[str, str], refs: dict[str, str], hyp_path: Path, ref_path: Path) -> None:
     """Raises ScoreError naming utterances present on one side only."""
-    missing = sorted(refs.keys() - hyps.keys())
-    extra = sorted(hyps.keys() - refs.keys())
-    if not missing and not extra:
-        return
-    problems = []
-    if missing:
-        problems.append(
-            f"{len(missing)} utterance(s) of {ref_path} missing: {_few(missing)}"
-        )
-    if extra:
-        problems.append(
-            f"{len(extra)} utterance(s) not in {ref_path}: {_few(extra)}"
-        )
-    raise ScoreError(f"{hyp_path}: " + "; ".join(problems))
+    missing, extra = sorted(refs.keys() - hyps.keys()), sorted(hyps.keys() - refs.keys())
+    problems = ([f"{len(missing)} utterance(s) of {ref_path} missing: {_few(missing)}"] if missing else []) + (
+        [f"{len(extra)} utterance(s) not in {ref_path}: {_few(extra)}"] if extra else [])
+    if problems:
+        raise ScoreError(f"{hyp_path}: " + "; ".join(problems))
 
 
 def _few(keys: list[str], limit: int = 10) -> str:
@@ -154,104 +117,55 @@ def _few(keys: list[str], limit: int = 10) -> str:
 
 def task_kind(task: str) -> str:
     """Maps a task name to its metric family: ``asr`` or ``st``."""
-    if task == "asr":
-        return "asr"
-    if task.startswith("st"):
-        return "st"
-    raise ScoreError(
-        f"unknown task {task!r}: expected 'asr' or a name starting with 'st'"
-    )
+    if task == "asr" or task.startswith("st"):
+        return "asr" if task == "asr" else "st"
+    raise ScoreError(f"unknown task {task!r}: expected 'asr' or a name starting with 'st'")
 
 
 def score_asr(refs: list[str], hyps: list[str]) -> dict:
-    """Word and character error rates (in %) with their error counts.
-
-    Args:
-        refs: Normalised references.
-        hyps: Normalised hypotheses, aligned with refs.
-
-    Returns:
-        Metrics for results.json.
-    """
+    """Word and character error rates (in %) with their error counts, of normalised aligned texts."""
     import jiwer
 
-    words = jiwer.process_words(refs, hyps)
-    chars = jiwer.process_characters(refs, hyps)
-    num_words = words.hits + words.substitutions + words.deletions
-    num_chars = chars.hits + chars.substitutions + chars.deletions
+    words, chars = jiwer.process_words(refs, hyps), jiwer.process_characters(refs, hyps)
     return {
-        "wer": 100.0 * words.wer,
-        "cer": 100.0 * chars.cer,
-        "num_words": num_words,
-        "corr": words.hits,
-        "sub": words.substitutions,
-        "del": words.deletions,
-        "ins": words.insertions,
-        "num_chars": num_chars,
-        "char_corr": chars.hits,
-        "char_sub": chars.substitutions,
-        "char_del": chars.deletions,
+        "wer": 100.0 * words.wer, "cer": 100.0 * chars.cer,
+        "num_words": words.hits + words.substitutions + words.deletions,
+        "corr": words.hits, "sub": words.substitutions, "del": words.deletions, "ins": words.insertions,
+        "num_chars": chars.hits + chars.substitutions + chars.deletions,
+        "char_corr": chars.hits, "char_sub": chars.substitutions, "char_del": chars.deletions,
         "char_ins": chars.insertions,
-    }
+    }  # fmt: skip
 
 
 def score_st(refs: list[str], hyps: list[str]) -> tuple[dict, dict]:
-    """Corpus BLEU and chrF with sacrebleu's defaults.
-
-    Returns:
-        The metrics, and the sacrebleu signatures of the two metrics.
-    """
+    """Corpus BLEU and chrF with sacrebleu's defaults, and the signatures of the two metrics."""
     from sacrebleu.metrics import BLEU, CHRF
 
     bleu, chrf = BLEU(), CHRF()
-    scores = {
-        "bleu": bleu.corpus_score(hyps, [refs]).score,
-        "chrf": chrf.corpus_score(hyps, [refs]).score,
-    }
-    signatures = {
-        "bleu": str(bleu.get_signature()),
-        "chrf": str(chrf.get_signature()),
-    }
-    return scores, signatures
+    scores = {"bleu": bleu.corpus_score(hyps, [refs]).score, "chrf": chrf.corpus_score(hyps, [refs]).score}
+    return scores, {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
 
 
-def score_one(
-    data_dir: Path, decode_dir: Path, test_set: str, task: str
-) -> tuple[dict, dict]:
-    """Scores one test set for one task.
-
-    Returns:
-        The results.json entry, and sacrebleu signatures (empty for ASR).
-    """
+def score_one(data_dir: Path, decode_dir: Path, test_set: str, task: str) -> tuple[dict, dict]:
+    """Scores one test set for one task: the results.json entry, and sacrebleu signatures (empty for ASR)."""
     kind = task_kind(task)
     bandwidth = read_bandwidth(data_dir / test_set / "utt2bw")
     ref_path = data_dir / test_set / f"text.{task}"
     hyp_path = decode_dir / f"{test_set}_{task}" / "1best_recog" / "text_nospecial"
-    refs = read_kaldi_text(ref_path)
-    hyps = read_kaldi_text(hyp_path)
+    refs, hyps = read_kaldi_text(ref_path), read_kaldi_text(hyp_path)
     check_keys(hyps, refs, hyp_path, ref_path)
     keys = sorted(refs)
     if not keys:
         raise ScoreError(f"{ref_path} has no utterances")
-    entry = {
-        "test_set": test_set,
-        "bandwidth": bandwidth,
-        "task": task,
-        "num_utts": len(keys),
-    }
+    entry = {"test_set": test_set, "bandwidth": bandwidth, "task": task, "num_utts": len(keys)}
     signatures: dict = {}
     if kind == "asr":
-        ref_list = [normalize_for_wer(refs[k]) for k in keys]
-        hyp_list = [normalize_for_wer(hyps[k]) for k in keys]
+        ref_list, hyp_list = [normalize_for_wer(refs[k]) for k in keys], [normalize_for_wer(hyps[k]) for k in keys]
         if not any(ref_list):
-            raise ScoreError(
-                f"{ref_path}: every reference is empty after normalisation"
-            )
+            raise ScoreError(f"{ref_path}: every reference is empty after normalisation")
         entry.update(score_asr(ref_list, hyp_list))
     else:
-        ref_list = [refs[k] for k in keys]
-        hyp_list = [hyps[k] for k in keys]
-        scores, signatures = score_st(ref_list, hyp_list)
+        scores, signatures = score_st([refs[k] for k in keys], [hyps[k] for k in keys])
         entry.update(scores)
     entry["ref"], entry["hyp"] = str(ref_path), str(hyp_path)
     return entry, signatures
@@ -287,8 +201,7 @@ def _gpu_name() -> str:
     # nvidia-smi rather than torch: no CUDA initialisation just to score text.
     if shutil.which("nvidia-smi") is None:
         return "none"
-    query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
-    names = _run(query, Path.cwd())
+    names = _run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], Path.cwd())
     return ", ".join(names.splitlines()) or "none"
 
 
@@ -296,22 +209,14 @@ def environment_info() -> dict:
     """Describes where and with what the scores were computed."""
     here = Path(__file__).resolve().parent
     revision = _run(["git", "rev-parse", "HEAD"], here) or "unknown"
-    if revision != "unknown" and _run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], here
-    ):
+    if revision != "unknown" and _run(["git", "status", "--porcelain", "--untracked-files=no"], here):
         revision += " (with uncommitted changes)"
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "hostname": socket.gethostname(),
-        "python": platform.python_version(),
-        "torch": _version("torch"),
-        "espnet": _version("espnet"),
-        "jiwer": _version("jiwer"),
-        "sacrebleu": _version("sacrebleu"),
-        "git_revision": revision,
-        "cpu": f"{_cpu_name()} ({os.cpu_count() or 1} cores)",
-        "gpu": _gpu_name(),
-    }
+        "hostname": socket.gethostname(), "python": platform.python_version(),
+        **{package: _version(package) for package in ("torch", "espnet", "jiwer", "sacrebleu")},
+        "git_revision": revision, "cpu": f"{_cpu_name()} ({os.cpu_count() or 1} cores)", "gpu": _gpu_name(),
+    }  # fmt: skip
 
 
 def _pct(count: int, total: int) -> str:
@@ -321,12 +226,10 @@ def _pct(count: int, total: int) -> str:
 def results_markdown(report: dict) -> str:
     """Renders results.json content as RESULTS.md (ESPnet style).
 
-    One section per task and bandwidth; ASR sections have a WER and a CER
-    table, ST sections a BLEU/chrF table. Counts are percentages of the
-    reference words (characters), as in ESPnet.
+    One section per task and bandwidth; ASR sections have a WER and a CER table, ST sections a
+    BLEU/chrF table. Counts are percentages of the reference words (characters), as in ESPnet.
     """
-    env = report["environment"]
-    norm = report["normalization"]
+    env, norm = report["environment"], report["normalization"]
     out = [
         "<!-- Generated by local/score.py; edit the scoring, not this file. -->",
         "# RESULTS",
@@ -347,48 +250,33 @@ def results_markdown(report: dict) -> str:
         "- Corr/Sub/Del/Ins/Err: % of the reference words (characters for CER);"
         " Snt: utterances; Wrd/Chr: reference words/characters.",
     ]
-    for signature_name in ("bleu_signature", "chrf_signature"):
-        if signature_name in norm:
-            label = signature_name.replace("_", " ")
-            out.append(f"- {label}: `{norm[signature_name]}`")
-
+    out += [f"- {name} signature: `{norm[name + '_signature']}`" for name in ("bleu", "chrf")
+            if name + "_signature" in norm]
     results = report["results"]
-    tasks = list(dict.fromkeys(r["task"] for r in results))
-    bandwidths = list(dict.fromkeys(r["bandwidth"] for r in results))
-    for task in tasks:
-        for bw in bandwidths:
+    for task in dict.fromkeys(r["task"] for r in results):
+        for bw in dict.fromkeys(r["bandwidth"] for r in results):
             rows = [r for r in results if r["task"] == task and r["bandwidth"] == bw]
             if not rows:
                 continue
             kind = task_kind(task)
             title = f"{kind.upper()} ({task}), {BANDWIDTH_NAMES.get(bw, bw)} ({bw})"
             if kind == "asr":
-                out += ["", f"### {title}: WER", ""] + _error_table(rows, "Wrd", "")
-                out += ["", f"### {title}: CER", ""]
-                out += _error_table(rows, "Chr", "char_")
+                out += ["", f"### {title}: WER", "", *_error_table(rows, "Wrd", "")]
+                out += ["", f"### {title}: CER", "", *_error_table(rows, "Chr", "char_")]
             else:
-                out += ["", f"### {title}", ""]
-                out += ["|dataset|Snt|BLEU|chrF|", "|---|---|---|---|"]
-                out += [
-                    f"|{r['test_set']}|{r['num_utts']}|{r['bleu']:.1f}|{r['chrf']:.1f}|"
-                    for r in rows
-                ]
+                out += ["", f"### {title}", "", "|dataset|Snt|BLEU|chrF|", "|---|---|---|---|"]
+                out += [f"|{r['test_set']}|{r['num_utts']}|{r['bleu']:.1f}|{r['chrf']:.1f}|" for r in rows]
     return "\n".join(out) + "\n"
 
 
 def _error_table(rows: list[dict], unit: str, prefix: str) -> list[str]:
     """ESPnet-style ``|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|`` table lines."""
-    lines = [
-        f"|dataset|Snt|{unit}|Corr|Sub|Del|Ins|Err|",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    total_key = "num_words" if prefix == "" else "num_chars"
+    lines = [f"|dataset|Snt|{unit}|Corr|Sub|Del|Ins|Err|", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        total = r[total_key]
+        total = r["num_words" if prefix == "" else "num_chars"]
         sub, dele, ins = r[prefix + "sub"], r[prefix + "del"], r[prefix + "ins"]
         cells = [r["test_set"], str(r["num_utts"]), str(total)]
-        cells += [_pct(r[prefix + "corr"], total), _pct(sub, total)]
-        cells += [_pct(dele, total), _pct(ins, total), _pct(sub + dele + ins, total)]
+        cells += [_pct(n, total) for n in (r[prefix + "corr"], sub, dele, ins, sub + dele + ins)]
         lines.append("|" + "|".join(cells) + "|")
     return lines
 
@@ -397,28 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", type=Path, required=True, help="e.g. data")
-    parser.add_argument(
-        "--decode_dir",
-        type=Path,
-        required=True,
-        help="e.g. exp/<tag>/decode_<inference_tag>",
-    )
-    parser.add_argument(
-        "--test_sets",
-        nargs="+",
-        required=True,
-        help='test sets, e.g. "test_nb test_wb" (one quoted string or several)',
-    )
-    parser.add_argument(
-        "--tasks",
-        nargs="+",
-        required=True,
-        help='tasks, e.g. "asr st_fra" (one quoted string or several)',
-    )
+    parser.add_argument("--decode_dir", type=Path, required=True, help="e.g. exp/<tag>/decode_<inference_tag>")
+    parser.add_argument("--test_sets", nargs="+", required=True,
+                        help='test sets, e.g. "test_nb test_wb" (one quoted string or several)')
+    parser.add_argument("--tasks", nargs="+", required=True,
+                        help='tasks, e.g. "asr st_fra" (one quoted string or several)')
     parser.add_argument("--out_dir", type=Path, required=True, help="e.g. exp/<tag>")
-    parser.add_argument(
-        "--tag", default=None, help="experiment name (default: the out_dir name)"
-    )
+    parser.add_argument("--tag", default=None, help="experiment name (default: the out_dir name)")
     args = parser.parse_args(argv)
     # run.sh passes the lists as one quoted string each.
     test_sets = [t for item in args.test_sets for t in item.split()]
@@ -429,34 +302,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for task in tasks:
             for test_set in test_sets:
-                entry, signatures = score_one(
-                    args.data_dir, args.decode_dir, test_set, task
-                )
+                entry, signatures = score_one(args.data_dir, args.decode_dir, test_set, task)
                 results.append(entry)
-                for metric, signature in signatures.items():
-                    normalization[f"{metric}_signature"] = signature
+                normalization.update({f"{metric}_signature": sig for metric, sig in signatures.items()})
     except ScoreError as err:
         print(f"score.py: error: {err}", file=sys.stderr)
         return 1
 
     report = {
-        "tag": args.tag or args.out_dir.resolve().name,
-        "decode_dir": str(args.decode_dir),
-        "environment": environment_info(),
-        "normalization": normalization,
-        "units": {
-            "wer": "%",
-            "cer": "%",
-            "corr/sub/del/ins": "word counts (char_*: character counts)",
-            "bleu": "sacrebleu BLEU, 0-100",
-            "chrf": "sacrebleu chrF, 0-100",
-        },
+        "tag": args.tag or args.out_dir.resolve().name, "decode_dir": str(args.decode_dir),
+        "environment": environment_info(), "normalization": normalization,
+        "units": {"wer": "%", "cer": "%", "corr/sub/del/ins": "word counts (char_*: character counts)",
+                  "bleu": "sacrebleu BLEU, 0-100", "chrf": "sacrebleu chrF, 0-100"},
         "results": results,
-    }
+    }  # fmt: skip
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "results.json").write_text(
-        json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    (args.out_dir / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                                               encoding="utf-8")
     markdown = results_markdown(report)
     (args.out_dir / "RESULTS.md").write_text(markdown, encoding="utf-8")
     print(markdown)

@@ -55,11 +55,12 @@ import re
 import sys
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from local.asterisk_data import is_silence, normalize_text, prompt_family, utt_base
-from local.data_dir import add_utterance, new_files, write_data_dir
+from local.data_dir import add_recording, new_files, write_data_dir
 from local.file_io import read_tsv, write_tsv
 from local.log import setup_logging
 
@@ -67,19 +68,19 @@ SPLITS = ("train", "dev", "test")
 SKIP_COLUMNS = ["name", "scope", "split", "reason", "detail"]
 
 
+@dataclass
 class Prompt:
-    __slots__ = ("name", "family", "en", "fr", "fr_detail", "nb_wav", "wb_wav", "duration", "split")
+    """A kept prompt: its English text, French text (empty: none, ``fr_detail`` says why) and audio pair."""
 
-    def __init__(self, name, family, en, fr, fr_detail, nb_wav, wb_wav, duration):
-        self.name = name
-        self.family = family
-        self.en = en
-        self.fr = fr
-        self.fr_detail = fr_detail
-        self.nb_wav = nb_wav
-        self.wb_wav = wb_wav
-        self.duration = duration
-        self.split = ""
+    name: str
+    family: str
+    en: str
+    fr: str
+    fr_detail: str
+    nb_wav: str
+    wb_wav: str
+    duration: float
+    split: str = ""
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -101,64 +102,54 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- filtering
+def skip_reason(row: Dict[str, str], bw: Dict[str, str], min_dur: float, max_dur: float) -> Optional[Tuple[str, str]]:
+    """The first filter (see the module docstring) that an inventory row fails: (reason, detail), or None."""
+    status = bw["status"]
+    if is_silence(row["name"]):
+        return "silence", "digital silence, not speech"
+    if row["en_entry"] != "1":
+        if row["wav8k"] or row["g722"]:
+            return "audio_without_transcript", "audio file has no core-sounds-en entry"
+        return "translation_only", "French entry without English entry or audio"
+    if status in ("no_audio", "missing_source"):
+        return "missing_audio", bw["detail"] or "English entry without audio"
+    if status in ("corrupt_audio", "length_mismatch"):
+        return status, bw["detail"]
+    if status != "ok":
+        return "corrupt_audio", f"unknown stage-2 status {status!r}"
+    vanished = [p for p in (bw["nb_wav"], bw["wb_wav"]) if not Path(p).is_file()]
+    if vanished:
+        return "missing_audio", f"stage-2 output missing: {', '.join(vanished)}"
+    if not normalize_text(row["en_text"]):
+        return "empty_text", f"raw: {row['en_text']!r}"
+    duration = float(bw["duration"])
+    if duration < min_dur:
+        return "too_short", f"{duration:.3f} s < {min_dur} s"
+    if duration > max_dur:
+        return "too_long", f"{duration:.3f} s > {max_dur} s"
+    return None
+
+
+def skip_record(name: str, scope: str, split: str, reason: str, detail: str) -> Dict[str, str]:
+    """A row of skipped.tsv."""
+    return {"name": name, "scope": scope, "split": split, "reason": reason, "detail": detail}
+
+
 def filter_prompts(
-    inventory: List[Dict[str, str]],
-    bandwidth: Dict[str, Dict[str, str]],
-    min_dur: float,
-    max_dur: float,
+    inventory: List[Dict[str, str]], bandwidth: Dict[str, Dict[str, str]], min_dur: float, max_dur: float,
 ) -> Tuple[List[Prompt], List[Dict[str, str]]]:
     """Apply the filters; returns kept prompts and skip records (scope 'prompt')."""
     kept: List[Prompt] = []
     skips: List[Dict[str, str]] = []
     seen_ids: Dict[str, str] = {}
-
-    def skip(name: str, reason: str, detail: str = "") -> None:
-        skips.append({"name": name, "scope": "prompt", "split": "-", "reason": reason, "detail": detail})
-
     for row in inventory:
-        name = row["name"]
-        bw = bandwidth[name]
-        has_audio = bool(row["wav8k"] or row["g722"])
-        status = bw["status"]
-        if is_silence(name):
-            skip(name, "silence", "digital silence, not speech")
-            continue
-        if row["en_entry"] != "1":
-            if has_audio:
-                skip(name, "audio_without_transcript", "audio file has no core-sounds-en entry")
-            else:
-                skip(name, "translation_only", "French entry without English entry or audio")
-            continue
-        if status in ("no_audio", "missing_source"):
-            skip(name, "missing_audio", bw["detail"] or "English entry without audio")
-            continue
-        if status == "corrupt_audio":
-            skip(name, "corrupt_audio", bw["detail"])
-            continue
-        if status == "length_mismatch":
-            skip(name, "length_mismatch", bw["detail"])
-            continue
-        if status != "ok":
-            skip(name, "corrupt_audio", f"unknown stage-2 status {status!r}")
-            continue
-        vanished = [p for p in (bw["nb_wav"], bw["wb_wav"]) if not Path(p).is_file()]
-        if vanished:
-            skip(name, "missing_audio", f"stage-2 output missing: {', '.join(vanished)}")
-            continue
-        en = normalize_text(row["en_text"])
-        if not en:
-            skip(name, "empty_text", f"raw: {row['en_text']!r}")
-            continue
-        duration = float(bw["duration"])
-        if duration < min_dur:
-            skip(name, "too_short", f"{duration:.3f} s < {min_dur} s")
-            continue
-        if duration > max_dur:
-            skip(name, "too_long", f"{duration:.3f} s > {max_dur} s")
-            continue
+        name, bw = row["name"], bandwidth[row["name"]]
+        reason = skip_reason(row, bw, min_dur, max_dur)
         base = utt_base(name, "nb")
-        if base in seen_ids:
-            skip(name, "id_collision", f"same utterance id as {seen_ids[base]!r}")
+        if reason is None and base in seen_ids:
+            reason = "id_collision", f"same utterance id as {seen_ids[base]!r}"
+        if reason is not None:
+            skips.append(skip_record(name, "prompt", "-", *reason))
             continue
         seen_ids[base] = name
         fr, fr_detail = "", ""
@@ -168,7 +159,8 @@ def filter_prompts(
             fr = normalize_text(row["fr_text"])
             if not fr:
                 fr_detail = f"French text empty after normalisation (raw {row['fr_text']!r})"
-        kept.append(Prompt(name, prompt_family(name), en, fr, fr_detail, bw["nb_wav"], bw["wb_wav"], duration))
+        kept.append(Prompt(name, prompt_family(name), normalize_text(row["en_text"]), fr, fr_detail, bw["nb_wav"],
+                           bw["wb_wav"], float(bw["duration"])))
     return kept, skips
 
 
@@ -295,13 +287,12 @@ def _wav_path(path: str, absolute: bool) -> str:
 
 def write_train_dir(out: Path, prompts: List[Prompt], absolute: bool) -> Dict[str, int]:
     """data/train, data/dev: (prompt, bw) x (asr, st_fra), utt ids ``<base>_asr``/``<base>_st_fra``."""
-    files = new_files()
-    counts = Counter()
+    files, counts = new_files(), Counter()
     for p in prompts:
         for bw, wav in (("nb", p.nb_wav), ("wb", p.wb_wav)):
-            for task, target in [("asr", p.en)] + ([("st_fra", p.fr)] if p.fr else []):
-                add_utterance(files, f"{utt_base(p.name, bw)}_{task}", _wav_path(wav, absolute), bw, task, target, p.en)
-                counts[f"{task}_{bw}"] += 1
+            base = utt_base(p.name, bw)
+            for utt in add_recording(files, base, _wav_path(wav, absolute), bw, p.en, p.fr):
+                counts[f"{utt.removeprefix(base + '_')}_{bw}"] += 1
     write_data_dir(out, files)
     return dict(counts)
 
@@ -312,10 +303,8 @@ def write_test_dir(out: Path, prompts: List[Prompt], bw: str, absolute: bool) ->
     for p in prompts:
         if not p.fr:
             raise AssertionError(f"test prompt {p.name} has no French reference")
-        utt = utt_base(p.name, bw)
-        add_utterance(files, utt, _wav_path(p.nb_wav if bw == "nb" else p.wb_wav, absolute), bw, "asr", p.en, p.en)
-        files["text.asr"][utt] = p.en
-        files["text.st_fra"][utt] = p.fr
+        wav = _wav_path(p.nb_wav if bw == "nb" else p.wb_wav, absolute)
+        add_recording(files, utt_base(p.name, bw), wav, bw, p.en, p.fr, test=True)
     write_data_dir(out, files)
     return {"utts": len(prompts)}
 
@@ -351,19 +340,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     for p in kept:
         p.split = fam_split[p.family]
         if p.split == "test" and not p.fr:
-            skips.append({"name": p.name, "scope": "prompt", "split": "test",
-                          "reason": "no_translation_test", "detail": p.fr_detail})
+            skips.append(skip_record(p.name, "prompt", "test", "no_translation_test", p.fr_detail))
             continue
         by_split[p.split].append(p)
     by_split, dropped = take_slice({s: by_split.get(s, []) for s in SPLITS}, args.max_prompts, args.seed)
     for p in dropped:
-        skips.append({"name": p.name, "scope": "prompt", "split": p.split,
-                      "reason": "max_prompts_slice", "detail": f"--max_prompts {args.max_prompts}"})
+        skips.append(skip_record(p.name, "prompt", p.split, "max_prompts_slice", f"--max_prompts {args.max_prompts}"))
     for s in ("train", "dev"):
         for p in by_split[s]:
             if not p.fr:
-                skips.append({"name": p.name, "scope": "st_fra", "split": s,
-                              "reason": "no_translation", "detail": p.fr_detail + "; ASR utterances kept"})
+                skips.append(skip_record(p.name, "st_fra", s, "no_translation", p.fr_detail + "; ASR utterances kept"))
     for s in SPLITS:
         if not by_split[s]:
             logging.error("split %s is empty after filtering", s)

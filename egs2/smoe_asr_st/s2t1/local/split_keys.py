@@ -18,6 +18,8 @@ ESPnet's decoding reads its data files as streams in file order, so a sorted
 job decodes from its own files: ``keys.J.scp`` is a wav.scp, and ``--extra
 FILE`` (e.g. the set's utt2bw) writes ``DIR/<FILE's name>.J`` with the same
 keys in the same order.
+
+Like merge_decode.py, it imports nothing from ``local`` (its tests run it as a script).
 """
 
 from __future__ import annotations
@@ -29,53 +31,27 @@ from pathlib import Path
 
 
 def read_scp_lines(path: Path) -> list[str]:
-    """Reads the non-empty lines of an scp, checking keys are unique.
-
-    Args:
-        path: The scp file.
-
-    Returns:
-        The lines, without their newline.
-
-    Raises:
-        ValueError: If the file has no entries or a key appears twice.
-    """
+    """The non-empty lines of an scp (without their newline); no entries or a key twice is a ValueError."""
     lines: list[str] = []
     first_seen: dict[str, int] = {}
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        key = line.split(maxsplit=1)[0]
-        if key in first_seen:
-            raise ValueError(
-                f"{path}:{lineno}: duplicate key {key!r} (first at line "
-                f"{first_seen[key]})"
-            )
-        first_seen[key] = lineno
-        lines.append(line)
+        if line.strip():
+            key = line.split(maxsplit=1)[0]
+            if key in first_seen:
+                raise ValueError(f"{path}:{lineno}: duplicate key {key!r} (first at line {first_seen[key]})")
+            first_seen[key] = lineno
+            lines.append(line)
     if not lines:
         raise ValueError(f"{path}: no entries to split")
     return lines
 
 
 def split_contiguous(items: list[str], nj: int) -> list[list[str]]:
-    """Splits items into ``nj`` contiguous chunks whose sizes differ by <= 1.
-
-    Args:
-        items: The items to split; ``1 <= nj <= len(items)``.
-        nj: Number of chunks.
-
-    Returns:
-        The chunks, in order; their concatenation is ``items``.
-    """
+    """Splits items into ``nj`` (``1 <= nj <= len(items)``) contiguous chunks whose sizes differ by <= 1."""
     base, extra = divmod(len(items), nj)
-    chunks, start = [], 0
-    for j in range(nj):
-        # The first `extra` chunks take one more item.
-        size = base + (1 if j < extra else 0)
-        chunks.append(items[start : start + size])
-        start += size
-    return chunks
+    # the first `extra` chunks take one more item
+    bounds = [j * base + min(j, extra) for j in range(nj + 1)]
+    return [items[bounds[j]:bounds[j + 1]] for j in range(nj)]
 
 
 def by_duration(lines: list[str]) -> list[str]:
@@ -83,11 +59,11 @@ def by_duration(lines: list[str]) -> list[str]:
     import soundfile
 
     def seconds(line: str) -> float:
-        path = line.split(maxsplit=1)[1].strip()
+        key, path = line.split(maxsplit=1)
         try:
-            return soundfile.info(path).duration
+            return soundfile.info(path.strip()).duration
         except RuntimeError as err:
-            raise ValueError(f"cannot read the audio of {line.split()[0]} ({path}): {err}") from err
+            raise ValueError(f"cannot read the audio of {key} ({path.strip()}): {err}") from err
 
     return sorted(lines, key=seconds)
 
@@ -100,6 +76,36 @@ def remove_stale(out_dir: Path, nj: int) -> None:
             path.unlink()
 
 
+def split(scp: Path, nj: int, out_dir: Path, sort_by_duration: bool = False, extra: list[Path] = ()) -> int:
+    """Writes the key files (and the ``extra`` files' chunks); returns the number of jobs.
+
+    Raises:
+        ValueError: On a malformed scp or extra file, or unreadable audio (with --sort_by_duration).
+    """
+    lines = read_scp_lines(scp)
+    extras = {path: {line.split(maxsplit=1)[0]: line for line in read_scp_lines(path)} for path in extra}
+    if nj > len(lines):
+        print(f"split_keys.py: {scp} has only {len(lines)} keys: using nj={len(lines)} instead of {nj}",
+              file=sys.stderr)
+        nj = len(lines)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale(out_dir, nj)
+    for j, chunk in enumerate(split_contiguous(lines, nj), 1):
+        if sort_by_duration:
+            try:
+                chunk = by_duration(chunk)
+            except ValueError as err:
+                raise ValueError(f"{scp}: {err}") from None
+        (out_dir / f"keys.{j}.scp").write_text("\n".join(chunk) + "\n", encoding="utf-8")
+        for path, rows in extras.items():
+            try:
+                lines_j = [rows[line.split(maxsplit=1)[0]] for line in chunk]
+            except KeyError as err:
+                raise ValueError(f"{path} has no line for {err.args[0]} of {scp}") from None
+            (out_dir / f"{path.name}.{j}").write_text("\n".join(lines_j) + "\n", encoding="utf-8")
+    return nj
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -110,45 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", type=Path, action="append", default=[],
                         help="per-utterance file to split like the scp (same keys, same order)")
     args = parser.parse_args(argv)
-
     if args.nj < 1:
         parser.error(f"--nj must be >= 1, got {args.nj}")
     try:
-        lines = read_scp_lines(args.scp)
+        print(split(args.scp, args.nj, args.out_dir, args.sort_by_duration, args.extra))
     except (OSError, ValueError) as err:
         print(f"split_keys.py: error: {err}", file=sys.stderr)
         return 1
-    try:
-        extras = {path: {line.split(maxsplit=1)[0]: line for line in read_scp_lines(path)} for path in args.extra}
-    except (OSError, ValueError) as err:
-        print(f"split_keys.py: error: {err}", file=sys.stderr)
-        return 1
-    nj = min(args.nj, len(lines))
-    if nj < args.nj:
-        print(
-            f"split_keys.py: {args.scp} has only {len(lines)} keys: "
-            f"using nj={nj} instead of {args.nj}",
-            file=sys.stderr,
-        )
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale(args.out_dir, nj)
-    for j, chunk in enumerate(split_contiguous(lines, nj), 1):
-        if args.sort_by_duration:
-            try:
-                chunk = by_duration(chunk)
-            except ValueError as err:
-                print(f"split_keys.py: error: {args.scp}: {err}", file=sys.stderr)
-                return 1
-        text = "\n".join(chunk) + "\n"
-        (args.out_dir / f"keys.{j}.scp").write_text(text, encoding="utf-8")
-        for path, rows in extras.items():
-            try:
-                lines_j = [rows[line.split(maxsplit=1)[0]] for line in chunk]
-            except KeyError as err:
-                print(f"split_keys.py: error: {path} has no line for {err.args[0]} of {args.scp}", file=sys.stderr)
-                return 1
-            (args.out_dir / f"{path.name}.{j}").write_text("\n".join(lines_j) + "\n", encoding="utf-8")
-    print(nj)
     return 0
 
 

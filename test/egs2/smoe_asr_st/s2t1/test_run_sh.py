@@ -5,7 +5,9 @@ exp and downloads land in tmp), from the Asterisk download to packed.zip.
 """
 
 import json
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -31,8 +33,26 @@ def recipe_run(tmp_path_factory, scratch_recipe):
 
 def test_every_stage_ran(recipe_run):
     _, text = recipe_run
-    for stage in range(1, 10):
-        assert f"Stage {stage}:" in text
+    # stages 1-11 announce themselves in order, each with its own work; the tts_ui stage says why it made nothing
+    starts = [text.index(f"Stage {stage}:") for stage in range(1, 12)]
+    assert starts == sorted(starts) and "Stage 12:" not in text
+    for header in ("Stage 3: filter and split", "Stage 4: no tts_ui corpus (--tts_ui_sizes 0 0 0)",
+                   "Stage 5: data/train_mix", "Stage 6: sentencepiece", "Stage 7: feature statistics",
+                   "Stage 8: train", "Stage 9: decode", "Stage 10: score", "Stage 11: pack"):
+        assert header in text
+
+
+def test_help_lists_exactly_the_options_run_sh_uses():
+    recipe = Path(__file__).resolve().parents[4] / "egs2/smoe_asr_st/s2t1"
+    proc = subprocess.run(["./run.sh", "--help"], cwd=recipe, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    listed = re.findall(r"^  --(\w+)=", proc.stderr, re.M)
+    head, body = (recipe / "run.sh").read_text().split(". local/parse_options.sh", 1)
+    # every variable set before parse_options.sh is an option, and the script reads each one
+    assert listed == re.findall(r"^(\w+)=", head, re.M) and len(listed) >= 20
+    assert [name for name in listed if not re.search(rf"\${{{name}}}|\${name}\b", body)] == []
+    proc = subprocess.run(["./run.sh", "--stages", "3"], cwd=recipe, capture_output=True, text=True)
+    assert proc.returncode == 1 and "unknown option --stages" in proc.stderr
 
 
 def read_kaldi(path):

@@ -99,10 +99,14 @@ def test_asterisk_table_has_every_column(asterisk_run):
     recipe, text = asterisk_run
     check_table(recipe / "exp/table_asterisk", ["test"], "")
     assert "Stage 1: data, tokens and stats" in text and "hard_sharing_seed1 done" in text
+    # the driver's stage 1 is run.sh's data stages up to the feature stats, its stage 2 the rest
+    data_log = (recipe / "exp/table_asterisk/logs/data.log").read_text()
+    assert "Stage 7: feature statistics" in data_log and "Stage 8:" not in data_log
     for variant in VARIANTS:
         config = (recipe / f"exp/{variant}_seed1/config.yaml").read_text()
         assert "\nseed: 1\n" in config and "\nmax_epoch: 1\n" in config  # the driver's seed wins
-        assert (recipe / f"exp/table_asterisk/logs/{variant}_seed1.log").is_file()
+        run_log = (recipe / f"exp/table_asterisk/logs/{variant}_seed1.log").read_text()
+        assert "Stage 8: train" in run_log and "Stage 11: pack" in run_log and "Stage 7:" not in run_log
 
 
 def test_finished_runs_are_skipped(asterisk_run):
@@ -144,7 +148,7 @@ def test_tts_ui_run_names_are_found(asterisk_run):
 
 def test_failed_run_is_reported_and_the_table_still_written(asterisk_run):
     recipe, _ = asterisk_run
-    # seed 7 of hard_sharing fails in stage 6: its stats file is gone from this copy
+    # seed 7 of hard_sharing fails in run.sh's stage 8 (training): its stats file is gone from this copy
     stats = next((recipe / "exp").glob("stats_asterisk_bpe*"))
     hidden = recipe / "exp/stats_hidden"
     stats.rename(hidden)

@@ -17,7 +17,7 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
-from local.data_dir import add_utterance, new_files, write_data_dir
+from local.data_dir import add_recording, new_files, write_data_dir
 from local.tts_ui.common import CORPUS
 from local.tts_ui.degrade import output_dirs
 from local.tts_ui.manifest import Manifest
@@ -36,14 +36,8 @@ def write_split_dir(out: Path, entries: list[dict], tasks: bool) -> int:
     """entries: {base, voice, wav, bw, en, fr}. Returns number of utterances written."""
     files, utt2spk = new_files(), {}
     for e in entries:
-        if tasks:
-            for task, target in (("asr", e["en"]), ("st_fra", e["fr"])):
-                add_utterance(files, f"{e['base']}_{task}", e["wav"], e["bw"], task, target, e["en"])
-                utt2spk[f"{e['base']}_{task}"] = e["voice"]
-        else:
-            add_utterance(files, e["base"], e["wav"], e["bw"], "asr", e["en"], e["en"])
-            files["text.asr"][e["base"]], files["text.st_fra"][e["base"]] = e["en"], e["fr"]
-            utt2spk[e["base"]] = e["voice"]
+        for utt in add_recording(files, e["base"], e["wav"], e["bw"], e["en"], e["fr"], test=not tasks):
+            utt2spk[utt] = e["voice"]
     return write_data_dir(out, files, utt2spk)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from local.tts_ui.common import SPLITS, parallel_map, utt_rng
+from local.tts_ui.common import SPLITS, WORKER_CONTEXT, parallel_map, utt_rng
 from local.tts_ui.manifest import Manifest, item_digest
 from local.tts_ui.plan import TEST_SPLITS, read_plan
 from local.tts_ui.synth import SAMPLE_RATE, tts_digest, write_flac
@@ -153,26 +153,18 @@ def to_bandwidth(wave: np.ndarray, bw: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- worker
-_CTX: dict = {}
-
-
-def _set_context(ctx: dict) -> None:
-    _CTX.clear()
-    _CTX.update(ctx)
-
-
 def _channel_job(job: tuple[str, dict, list[tuple[str, str, str]]]) -> tuple[str, str, dict | str]:
     split, item, outputs = job
     try:
-        clean_dir = Path(_CTX["audio_dir"]) / "clean" / split
+        clean_dir = Path(WORKER_CONTEXT["audio_dir"]) / "clean" / split
         clean, rate = sf.read(clean_dir / f"{item['utt']}.flac", dtype="float32")
         assert rate == SAMPLE_RATE, rate
         others = None
         if item.get("noise") and item["noise"]["type"] == "babble":
             others = [sf.read(clean_dir / f"{u}.flac", dtype="float32")[0] for u in item["noise"]["others"]
                       if (clean_dir / f"{u}.flac").exists()]
-        rir = _CTX["rirs"].get(item["room"]) if item.get("room") else None
-        wave = degrade(item, clean, _CTX["seed"], rir=rir, others=others)
+        rir = WORKER_CONTEXT["rirs"].get(item["room"]) if item.get("room") else None
+        wave = degrade(item, clean, WORKER_CONTEXT["seed"], rir=rir, others=others)
         written = {}
         for subdir, bw, out in outputs:
             final = to_bandwidth(wave, bw)
@@ -228,7 +220,7 @@ def run_channel(work_dir: Path, audio_dir: Path, nj: int = 1, seed: int | None =
     by_key = {(s, it["utt"]): it for s, it, _ in jobs}
     failures = []
     for split, utt, result in parallel_map(_channel_job, jobs, nj, desc="channel", unit="utt", chunksize=8,
-                                           initializer=_set_context, initargs=(ctx,)):
+                                           context=ctx):
         if isinstance(result, str):
             failures.append((split, utt, result))
             logging.warning("channel failed for %s: %s", utt, result)

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from local.file_io import read_tsv
-from local.stage import config_digest
 from local.tts_ui.common import SPLITS, utt_rng
 
 
@@ -195,6 +194,3 @@ def read_plan(plan_dir: Path, split: str) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
-
-def plan_digest(items: list[dict], *extra) -> str:
-    return config_digest({"items": items, "extra": list(extra)})

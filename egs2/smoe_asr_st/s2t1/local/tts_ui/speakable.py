@@ -51,6 +51,9 @@ _MARKUP = re.compile(r"</?[A-Za-z][^<>]*>|&(?:[A-Za-z]+|#\d+|#x[0-9A-Fa-f]+);")
 # GTK "_File", "Save _As"; KDE/Qt "&Open"; LibreOffice "~Save"
 _ACCEL = re.compile(r"_[^\W_]|&[^\W\d_]|~[^\W\d_]")
 _OPTION = re.compile(r"(?:^|\s)--?[^\W\d_]|^-\s")
+# the pattern checks of check_pair, in the order of REASONS
+_PATTERNS = (("url", _URL), ("format_specifier", _FORMAT), ("markup", _MARKUP), ("accelerator", _ACCEL),
+             ("command_option", _OPTION))
 
 _TRANSLATE = {
     "\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u2007": " ",   # (narrow) no-break spaces
@@ -100,16 +103,9 @@ def check_pair(en: str, fr: str, plural: bool = False) -> tuple[str | None, str,
         return "multiline", en, fr
     en_n, fr_n = normalize(en), normalize(fr)
     both = (en_n, fr_n)
-    if any(_URL.search(t) for t in both):
-        return "url", en_n, fr_n
-    if any(_FORMAT.search(t) for t in both):
-        return "format_specifier", en_n, fr_n
-    if any(_MARKUP.search(t) for t in both):
-        return "markup", en_n, fr_n
-    if any(_ACCEL.search(t) for t in both):
-        return "accelerator", en_n, fr_n
-    if any(_OPTION.search(t) for t in both):
-        return "command_option", en_n, fr_n
+    for reason, pattern in _PATTERNS:
+        if any(pattern.search(t) for t in both):
+            return reason, en_n, fr_n
     flags = [_bad_chars(t) for t in both]
     if any(d for d, _ in flags):
         return "digits", en_n, fr_n

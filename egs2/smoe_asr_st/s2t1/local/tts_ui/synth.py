@@ -20,7 +20,7 @@ import soundfile as sf
 
 from local import debian
 from local.file_io import write_tsv
-from local.tts_ui.common import SPLITS, parallel_map
+from local.tts_ui.common import SPLITS, WORKER_CONTEXT, parallel_map
 from local.tts_ui.manifest import Manifest, item_digest
 from local.tts_ui.plan import VOICE_BY_ID, PlanConfig, read_plan, write_plans
 
@@ -71,18 +71,10 @@ def write_flac(path: Path, wave: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-_RUNTIME: debian.TTSRuntime | None = None
-
-
-def _set_runtime(runtime: debian.TTSRuntime) -> None:
-    global _RUNTIME
-    _RUNTIME = runtime
-
-
 def _synth_job(job: tuple[dict, str]) -> tuple[str, float | None, str]:
     item, out = job
     try:
-        wave = synthesize(item, _RUNTIME)
+        wave = synthesize(item, WORKER_CONTEXT["runtime"])
         write_flac(Path(out), wave)
         return item["utt"], len(wave) / SAMPLE_RATE, ""
     except Exception as exc:  # reported, listed in failed.tsv, never silently dropped
@@ -107,7 +99,6 @@ def run_speech(
         runtime = debian.resolve_tts(cache_dir, sorted(engines))
     if runtime is not None:
         logging.info("TTS engines: %s", ", ".join(f"{k} ({v})" for k, v in sorted(runtime.origin.items())))
-    _set_runtime(runtime)
 
     summary, failures = {}, []
     manifests, by_utt, jobs = {}, {}, []
@@ -129,7 +120,7 @@ def run_speech(
     n_ok = 0
     # each worker gets the runtime once (module global), not with every job
     for utt, seconds, error in parallel_map(
-        _synth_job, jobs, nj, desc="tts", unit="utt", chunksize=8, initializer=_set_runtime, initargs=(runtime,),
+        _synth_job, jobs, nj, desc="tts", unit="utt", chunksize=8, context={"runtime": runtime},
     ):
         split, item = by_utt[utt]
         if seconds is None:

@@ -68,13 +68,7 @@ def extract_mo(deb: Path, out_dir: Path, lang: str = LANG) -> list[Path]:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
             for member in tar:
                 parts = Path(member.name).parts
-                if (
-                    member.isfile()
-                    and member.name.endswith(".mo")
-                    and len(parts) >= 3
-                    and parts[-2] == "LC_MESSAGES"
-                    and parts[-3] == lang
-                ):
+                if member.isfile() and member.name.endswith(".mo") and parts[-3:-1] == (lang, "LC_MESSAGES"):
                     stem = Path(member.name).stem
                     names[stem] += 1
                     name = stem if names[stem] == 1 else f"{stem}.{names[stem]}"
@@ -258,20 +252,9 @@ def sample_split(pool: list[tuple], num: int, seed: int, split: str) -> tuple[li
 
 # ----------------------------------------------------------------------------- main
 def build_text(
-    work_dir: Path,
-    cache_dir: Path,
-    num_train: int,
-    num_dev: int,
-    num_test: int,
-    num_ddtp_test: int,
-    seed: int = 1,
-    nj: int = 1,
-    packages: tuple[str, ...] = GETTEXT_PACKAGES,
-    ddtp: bool = True,
-    deb_dir: Path | None = None,
-    ddtp_lists: tuple[Path, Path] | None = None,
-    offline: bool = False,
-    apt: debian.PrivateApt | None = None,
+    work_dir: Path, cache_dir: Path, num_train: int, num_dev: int, num_test: int, num_ddtp_test: int, seed: int = 1,
+    nj: int = 1, packages: tuple[str, ...] = GETTEXT_PACKAGES, ddtp: bool = True, deb_dir: Path | None = None,
+    ddtp_lists: tuple[Path, Path] | None = None, offline: bool = False, apt: debian.PrivateApt | None = None,
     force: bool = False,
 ) -> dict:
     """Run the text stage; returns the counts summary (also in text/counts.json)."""
@@ -309,11 +292,16 @@ def build_text(
     skipped: list[tuple[str, str, str, str, str]] = []
     reasons = Counter()
     per_catalog: dict[str, Counter] = defaultdict(Counter)
+
+    def skip(source: str, catalog: str, reason: str, en: str, fr: str) -> None:
+        # every dropped candidate: listed in skipped.tsv, counted per reason and per catalog (DDTP as one)
+        skipped.append((source, catalog, reason, en, fr))
+        reasons[reason] += 1
+        per_catalog[DDTP_CATALOG if source == "ddtp" else catalog][reason] += 1
+
     for name in sorted(catalogs):
         for reason, en, fr in catalogs[name]["skipped"]:
-            skipped.append(("gettext", name, reason, en, fr))
-            reasons[reason] += 1
-            per_catalog[name][reason] += 1
+            skip("gettext", name, reason, en, fr)
 
     # 3. DDTP
     ddtp_pairs: list[tuple[str, str]] = []
@@ -333,43 +321,29 @@ def build_text(
         fr_list = parse_translation_list(debian.read_list_file(fr_path), LANG)
         aligned, ddtp_skipped, ddtp_stats = align_ddtp(en_list, fr_list)
         for reason, package, en, fr in ddtp_skipped:
-            skipped.append(("ddtp", f"{DDTP_CATALOG}/{package}", reason, en, fr))
-            reasons[reason] += 1
-            per_catalog[DDTP_CATALOG][reason] += 1
+            skip("ddtp", f"{DDTP_CATALOG}/{package}", reason, en, fr)
         for package, en, fr in aligned:
             reason, en_n, fr_n = check_pair(en, fr)
             if reason is None:
                 ddtp_pairs.append((package, en_n, fr_n))
             else:
-                skipped.append(("ddtp", f"{DDTP_CATALOG}/{package}", reason, en, fr))
-                reasons[reason] += 1
-                per_catalog[DDTP_CATALOG][reason] += 1
+                skip("ddtp", f"{DDTP_CATALOG}/{package}", reason, en, fr)
         logging.info("DDTP: %d descriptions in both languages, %d aligned sentences, %d speakable",
                      ddtp_stats.get("ddtp_descriptions", 0), len(aligned), len(ddtp_pairs))
 
-    # 4. dedup: catalogs in name order, then DDTP
+    # 4. dedup: catalogs in name order, then DDTP (pooled under DDTP_CATALOG)
     seen: set[str] = set()
-    pools: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # catalog -> (catalog, en, fr)
-    for name in sorted(catalogs):
-        for en, fr in catalogs[name]["kept"]:
-            key = dedup_key(en)
-            if key in seen:
-                skipped.append(("gettext", name, "duplicate", en, fr))
-                reasons["duplicate"] += 1
-                per_catalog[name]["duplicate"] += 1
-                continue
-            seen.add(key)
-            pools[name].append((name, en, fr))
-    ddtp_pool = []
-    for package, en, fr in ddtp_pairs:
+    pools: dict[str, list[tuple[str, str, str]]] = defaultdict(list)  # pool -> (catalog, en, fr)
+    candidates = [(name, name, en, fr) for name in sorted(catalogs) for en, fr in catalogs[name]["kept"]]
+    candidates += [(DDTP_CATALOG, f"{DDTP_CATALOG}/{package}", en, fr) for package, en, fr in ddtp_pairs]
+    for pool, catalog, en, fr in candidates:
         key = dedup_key(en)
         if key in seen:
-            skipped.append(("ddtp", f"{DDTP_CATALOG}/{package}", "duplicate", en, fr))
-            reasons["duplicate"] += 1
-            per_catalog[DDTP_CATALOG]["duplicate"] += 1
+            skip("ddtp" if pool == DDTP_CATALOG else "gettext", catalog, "duplicate", en, fr)
             continue
         seen.add(key)
-        ddtp_pool.append((f"{DDTP_CATALOG}/{package}", en, fr))
+        pools[pool].append((catalog, en, fr))
+    ddtp_pool = pools.pop(DDTP_CATALOG, [])
 
     # 5. split by catalog, then sample
     sizes = {name: len(pools[name]) for name in catalogs}
@@ -387,10 +361,7 @@ def build_text(
         if len(chosen) < wanted[split]:
             logging.warning("%s: only %d pairs available, %d requested", split, len(chosen), wanted[split])
         for catalog, en, fr in rest:
-            source = "ddtp" if split == "ddtp_test" else "gettext"
-            skipped.append((source, catalog, "not_sampled", en, fr))
-            reasons["not_sampled"] += 1
-            per_catalog[DDTP_CATALOG if source == "ddtp" else catalog]["not_sampled"] += 1
+            skip("ddtp" if split == "ddtp_test" else "gettext", catalog, "not_sampled", en, fr)
         rows = [(f"{split}-{i:06d}", catalog, en, fr) for i, (catalog, en, fr) in enumerate(chosen)]
         write_tsv(out / f"{split}.tsv", ("text_id", "catalog", "en", "fr"), rows)
         for _, catalog, _, _ in rows:

@@ -204,8 +204,10 @@ def test_empty_hypothesis_line_and_duplicates(tmp_path):
     path.write_text("u1\nu2 some words\n")
     assert score.read_kaldi_text(path) == {"u1": "", "u2": "some words"}
     path.write_text("u1 a\nu1 b\n")
-    with pytest.raises(score.ScoreError, match=r"text:2: duplicate utterance 'u1'"):
+    with pytest.raises(score.ScoreError, match=r"text:2: key u1 repeated"):
         score.read_kaldi_text(path)
+    with pytest.raises(score.ScoreError, match=r"missing.txt not found"):
+        score.read_kaldi_text(tmp_path / "missing.txt")
 
 
 def test_unknown_task_is_an_error(exp, capsys):
