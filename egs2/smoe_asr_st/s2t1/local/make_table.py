@@ -50,7 +50,8 @@ from pathlib import Path
 
 from espnet_smoe.reporter_stats import read_reporter_stats
 from local.data_dir import BANDWIDTH_TOKENS
-from local.score import environment_info
+from local.score import ScoreError, environment_info
+from local.significance import compare_runs
 
 
 @dataclass(frozen=True)
@@ -368,6 +369,17 @@ def table_markdown(table: dict, title: str, spread: str, image: str | None) -> s
             lines.append("|" + "|".join(cells) + "|")
     if not groups:
         lines += ["", "No scored results found."]
+    if table.get("significance"):
+        names = {r["variant"]: r["name"] for r in table["rows"]}
+        lines += ["", f"### Paired bootstrap against {base_name}", "",
+                  "Resampled test utterances (sacrebleu's paired bootstrap; each system's score on a resample is the "
+                  "mean over its seeds): difference variant - baseline with its 95 % interval, and the p-value.", "",
+                  "|variant|test set|metric|baseline|variant|difference [95 % interval]|p|",
+                  "|---|---|---|---:|---:|---:|---:|"]
+        for c in table["significance"]:
+            lines.append(f"|{names.get(c['variant'], c['variant'])}|{c['test_set']}|{c['metric']}|{c['baseline']:.2f}|"
+                         f"{c['system']:.2f}|{c['delta']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]|"
+                         f"{c['p_value']:.3f}|")
     if image:
         lines += ["", f"![{title}]({image})"]
     if table["warnings"]:
@@ -475,6 +487,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", nargs="+", default=["wer", "bleu", "chrf"], help="metric families")
     p.add_argument("--asr_task", default="asr")
     p.add_argument("--st_task", default="st_fra")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="paired bootstrap resamples against the baseline (local/significance.py); 0: none")
     p.add_argument("--spread", choices=sorted(SPREADS), default="std", help="spread shown in the table")
     p.add_argument("--out_dir", type=Path, required=True)
     p.add_argument("--title", default=None, help="default: from the out_dir name")
@@ -530,6 +544,11 @@ def main(argv: list[str] | None = None) -> int:
             raise TableError(f"--baseline {baseline} is not among --variants")
         table = build_table(runs, variants, seeds, names, baseline, [METRICS[m] for m in metric_keys],
                             {"asr": args.asr_task, "st": args.st_task}, split_words(args.test_sets) or None)
+        if args.bootstrap > 0:
+            try:  # needs every run's reference and hypothesis files; without them the table still stands
+                table["significance"] = compare_runs(runs, baseline, num_samples=args.bootstrap)
+            except (ScoreError, ValueError) as err:
+                table["warnings"].append(f"no paired bootstrap: {err}")
     except TableError as err:
         print(f"make_table.py: error: {err}", file=sys.stderr)
         return 1

@@ -155,6 +155,9 @@ def compare_runs(runs: list, baseline: str, num_samples: int = 1000) -> list[dic
     by_variant: dict[str, dict[tuple, list[dict]]] = {}
     for run in runs:
         for entry in run.results or []:
+            if "ref" not in entry or "hyp" not in entry:
+                raise ValueError(f"{run.exp_dir}/results.json: an entry without 'ref'/'hyp' paths "
+                                 f"({entry.get('test_set')}, {entry.get('task')}); rescore it with local/score.py")
             key = (entry["test_set"], entry["bandwidth"], entry["task"])
             by_variant.setdefault(run.variant, {}).setdefault(key, []).append(entry)
     rows = []

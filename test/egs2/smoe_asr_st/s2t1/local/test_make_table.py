@@ -317,3 +317,24 @@ def test_exp_dirs_take_no_seeds(exps, capsys):
     code = make_table.main(["--exp_dirs", str(exps / "exp/tts_ui_smoe_encdec_seed1"), "--seeds", "1",
                             "--out_dir", str(exps / "o")])  # fmt: skip
     assert code == 1 and "--variants and --seeds go with --exp_template" in capsys.readouterr().err
+
+
+def test_paired_bootstrap_against_the_baseline(tmp_path):
+    refs = {f"u{i}": f"the cat sat on mat number {i}" for i in range(12)}
+    (tmp_path / "ref.asr").write_text("".join(f"{k} {v}\n" for k, v in refs.items()))
+    hyps = {"hard_sharing": {k: "the dog sat" for k in refs}, "smoe_encdec": dict(refs)}
+    for variant, hyp in hyps.items():
+        exp_dir = tmp_path / "exp" / f"tts_ui_{variant}_seed1"
+        exp_dir.mkdir(parents=True)
+        (exp_dir / "hyp").write_text("".join(f"{k} {v}\n" for k, v in hyp.items()))
+        wer = 0.0 if variant == "smoe_encdec" else 100 * 5 / 7
+        entry = {"test_set": "tts_ui_test_wb", "bandwidth": "wb", "task": "asr", "num_utts": 12, "wer": wer,
+                 "cer": 0.0, "ref": str(tmp_path / "ref.asr"), "hyp": str(exp_dir / "hyp")}
+        (exp_dir / "results.json").write_text(json.dumps({"results": [entry]}))
+    code, out, table = run_table(tmp_path, "--bootstrap", "50", seeds="1")
+    assert code == 0
+    (c,) = table["significance"]
+    assert (c["variant"], c["test_set"], c["metric"]) == ("smoe_encdec", "tts_ui_test_wb", "wer")
+    assert c["baseline"] == pytest.approx(100 * 5 / 7) and c["system"] == 0.0
+    assert c["ci_high"] < 0 and c["p_value"] < 0.05 and c["seeds"] == [1, 1]
+    assert "### Paired bootstrap against hard sharing" in (out / "table.md").read_text()
