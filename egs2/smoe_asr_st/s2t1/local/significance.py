@@ -60,13 +60,11 @@ def wer_from_statistics(total: np.ndarray) -> float:
     return 100.0 * float(total[0]) / max(float(total[1]), 1.0)
 
 
-def sacrebleu_statistics(metric_name: str, refs: list[str], hyps: list[str]):
-    """sacrebleu's per-sentence sufficient statistics and the function that scores their sum."""
+def sacrebleu_metric(metric_name: str):
+    """sacrebleu's BLEU or chrF object (default options, as local/score.py scores)."""
     from sacrebleu.metrics import BLEU, CHRF
 
-    metric = {"bleu": BLEU, "chrf": CHRF}[metric_name]()
-    stats = np.array(metric._extract_corpus_statistics(hyps, [refs]), dtype="float32")
-    return stats, lambda total: metric._compute_score_from_stats(total).score
+    return {"bleu": BLEU, "chrf": CHRF}[metric_name]()
 
 
 def paired_bootstrap(
@@ -118,8 +116,13 @@ def compare(metric: str, refs: list[str], baseline_hyps: list[list[str]], system
     if metric == "wer":
         to_stats, score = (lambda hyps: wer_statistics(refs, hyps)), wer_from_statistics
     elif metric in ("bleu", "chrf"):
-        score = sacrebleu_statistics(metric, refs, refs[:1] * len(refs))[1]
-        to_stats = lambda hyps: sacrebleu_statistics(metric, refs, hyps)[0]  # noqa: E731
+        scorer = sacrebleu_metric(metric)  # per-sentence sufficient statistics, scored from their sum
+
+        def to_stats(hyps: list[str]) -> np.ndarray:
+            return np.array(scorer._extract_corpus_statistics(hyps, [refs]), dtype="float32")
+
+        def score(total: np.ndarray) -> float:
+            return scorer._compute_score_from_stats(total).score
     else:
         raise ValueError(f"unknown metric {metric!r}: expected wer, bleu or chrf")
     return paired_bootstrap([to_stats(h) for h in baseline_hyps], [to_stats(h) for h in system_hyps], score,
