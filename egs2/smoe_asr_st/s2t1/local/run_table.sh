@@ -15,8 +15,9 @@
 #      variants differ only in encoder/decoder, so they share them)
 #   2: per seed, per variant: run.sh stages 8-11 with --tag [<corpus>_]<variant>_seed<seed> and
 #      --train_args "<train_args> --seed <seed>" -> exp/[<corpus>_]<variant>_seed<seed>
-#      (a run whose results.json exists is skipped unless --skip_done false); output of
-#      each run.sh call in exp/table_<name>/logs/
+#      (a run whose results.json exists is skipped unless --skip_done false; a stopped one
+#      resumes from its checkpoint), --parallel_runs of them at a time; output of each
+#      run.sh call in exp/table_<name>/logs/
 #   3: local/make_table.py -> exp/table_<name>/table.{md,json,png}; --publish true also
 #      writes the RESULTS.md section (between <!-- table:table_<name> begin/end -->) and
 #      results/table_<name>.{json,png}
@@ -36,6 +37,8 @@ train_args=""           # ESPnet training flags for every run, e.g. "--max_epoch
 inference_args=""       # ESPnet inference flags for every run, e.g. "--beam_size 2"
 ngpu=0                  # run.sh --ngpu
 nj=2                    # run.sh --nj
+parallel_runs=1         # runs trained side by side, each with OMP_NUM_THREADS=nproc/parallel_runs
+                        # (on a 2-core CPU two 1-thread runs train more steps per hour than one 2-thread run)
 name=""                 # table name: exp/table_<name> (default: the corpus)
 spread=std              # spread shown in table.md: std (sample std) | range (min-max)
 skip_done=true          # skip runs that already have results.json
@@ -80,8 +83,30 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
         2>&1 | tee "${table_dir}/logs/data.log"
 fi
 
-declare -a failed=()
+# One run: run.sh stages 8-11; a failure leaves <tag>.failed next to the run's log.
+run_one() {  # <variant> <seed> <tag>
+    local v=$1 seed=$2 tag=$3 start
+    start=$(date +%s)
+    rm -f "${table_dir}/logs/${tag}.failed"
+    if ./run.sh "${extra[@]}" --stage 8 --stop_stage 11 --corpus "${corpus}" --ngpu "${ngpu}" \
+            --nj "${nj}" --train_config "${config_dir}/train_${v}${config_suffix}.yaml" --tag "${tag}" \
+            --train_args "${train_args} --seed ${seed}" --inference_args "${inference_args}" \
+            > "${table_dir}/logs/${tag}.log" 2>&1; then
+        log "Stage 2: ${tag} done in $(( $(date +%s) - start )) s"
+    else
+        log "Stage 2: ${tag} FAILED; last lines of ${table_dir}/logs/${tag}.log:"
+        tail -n 30 "${table_dir}/logs/${tag}.log" >&2
+        touch "${table_dir}/logs/${tag}.failed"
+    fi
+}
+
+declare -a failed=() started=()
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+    [ "${parallel_runs}" -ge 1 ] || { echo "$0: --parallel_runs must be >= 1" >&2; exit 1; }
+    if [ "${parallel_runs}" -gt 1 ]; then  # share the cores (path.sh keeps a set OMP_NUM_THREADS)
+        threads=$(( $(nproc) / parallel_runs ))
+        export OMP_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
+    fi
     for seed in "${seed_list[@]}"; do
         for v in "${variant_list[@]}"; do
             tag=${prefix}${v}_seed${seed}   # run.sh uses an explicit --tag as given
@@ -89,21 +114,20 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
                 log "Stage 2: exp/${tag}/results.json exists; skipped"
                 continue
             fi
-            log "Stage 2: ${tag}: train, decode, score, pack (run.sh stages 8-11) -> exp/${tag}"
-            start=$(date +%s)
-            if ./run.sh "${extra[@]}" --stage 8 --stop_stage 11 --corpus "${corpus}" --ngpu "${ngpu}" \
-                    --nj "${nj}" --train_config "${config_dir}/train_${v}${config_suffix}.yaml" --tag "${tag}" \
-                    --train_args "${train_args} --seed ${seed}" --inference_args "${inference_args}" \
-                    > "${table_dir}/logs/${tag}.log" 2>&1; then
-                log "Stage 2: ${tag} done in $(( $(date +%s) - start )) s"
-            else
-                log "Stage 2: ${tag} FAILED; last lines of ${table_dir}/logs/${tag}.log:"
-                tail -n 30 "${table_dir}/logs/${tag}.log" >&2
-                failed+=("${tag}")
-                [ "${keep_going}" = true ] || exit 1
+            while [ "$(jobs -rp | wc -l)" -ge "${parallel_runs}" ]; do wait -n || true; done
+            if [ "${keep_going}" != true ] && compgen -G "${table_dir}/logs/*.failed" > /dev/null; then
+                break 2
             fi
+            log "Stage 2: ${tag}: train, decode, score, pack (run.sh stages 8-11) -> exp/${tag}, OMP_NUM_THREADS=${OMP_NUM_THREADS}"
+            run_one "${v}" "${seed}" "${tag}" &
+            started+=("${tag}")
         done
     done
+    wait
+    for tag in "${started[@]}"; do
+        [ ! -f "${table_dir}/logs/${tag}.failed" ] || failed+=("${tag}")
+    done
+    [ ${#failed[@]} -eq 0 ] || [ "${keep_going}" = true ] || { log "failed runs: ${failed[*]}"; exit 1; }
 fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then

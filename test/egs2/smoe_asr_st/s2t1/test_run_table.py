@@ -9,6 +9,7 @@ with `./tools/test.sh -m slow`; its sources and voices come from the same downlo
 """
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -33,12 +34,12 @@ def driver(recipe: Path, *args: str, log_name: str = "run_table.log") -> tuple[i
     return proc.returncode, log.read_text()
 
 
-def tiny_table(tmp_path_factory, scratch_recipe, corpus: str, run_args: str) -> tuple[Path, str]:
+def tiny_table(tmp_path_factory, scratch_recipe, corpus: str, run_args: str, *more: str) -> tuple[Path, str]:
     recipe = scratch_recipe(tmp_path_factory.mktemp(f"table_{corpus}"))
     code, text = driver(
         recipe, "--corpus", corpus, "--variants", " ".join(VARIANTS), "--seeds", "1", "--nj", "1",
         "--run_args", run_args, "--train_args", "--max_epoch 1 --num_iters_per_epoch 8",
-        "--inference_args", INFERENCE_ARGS,
+        "--inference_args", INFERENCE_ARGS, *more,
     )  # fmt: skip
     assert code == 0, text[-5000:]
     return recipe, text
@@ -46,7 +47,9 @@ def tiny_table(tmp_path_factory, scratch_recipe, corpus: str, run_args: str) -> 
 
 @pytest.fixture(scope="module")
 def asterisk_run(tmp_path_factory, scratch_recipe):
-    return tiny_table(tmp_path_factory, scratch_recipe, "asterisk", "--max_prompts 24 --tts_ui_sizes '0 0 0'")
+    # both runs side by side, one thread each
+    return tiny_table(tmp_path_factory, scratch_recipe, "asterisk", "--max_prompts 24 --tts_ui_sizes '0 0 0'",
+                      "--parallel_runs", "2")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +101,13 @@ def check_table(table_dir: Path, groups: list[str], prefix: str) -> dict:
 def test_asterisk_table_has_every_column(asterisk_run):
     recipe, text = asterisk_run
     check_table(recipe / "exp/table_asterisk", ["test"], "")
-    assert "Stage 1: data, tokens and stats" in text and "hard_sharing_seed1 done" in text
+    assert "Stage 1: data, tokens and stats" in text
+    assert "hard_sharing_seed1 done" in text and "smoe_encdec_seed1 done" in text
+    # --parallel_runs 2: the second run started before the first one ended, each on one thread
+    started = text.index("smoe_encdec_seed1: train, decode")
+    assert started < text.index("hard_sharing_seed1 done"), text
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)  # nproc / --parallel_runs
+    assert text.count(f"OMP_NUM_THREADS={threads}\n") == 2, text
     # the driver's stage 1 is run.sh's data stages up to the feature stats, its stage 2 the rest
     data_log = (recipe / "exp/table_asterisk/logs/data.log").read_text()
     assert "Stage 7: feature statistics" in data_log and "Stage 8:" not in data_log
