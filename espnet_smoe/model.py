@@ -31,6 +31,40 @@ class MaskGuidingTargets(torch.nn.Module):
         return self.criterion(x, target.masked_fill(guided, self.ignore_id))
 
 
+class PerTaskLoss(torch.nn.Module):
+    """Wrap the attention criterion; outside training also keep its value per task.
+
+    The rows of a task are those whose target holds the task token (``<asr>``,
+    ``<st_fra>``, ...). The values go to ESPnet's reporter as
+    ``loss_att_<task>`` (e.g. ``loss_att_st_fra``): per-task dev-loss curves,
+    the place where task interference shows.
+    """
+
+    def __init__(self, criterion: torch.nn.Module, task_ids: Dict[str, int]):
+        super().__init__()
+        self.criterion = criterion
+        self.task_ids = dict(task_ids)
+        self.last: Dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """x: (Batch, Length, Vocab) logits; target: (Batch, Length) ids."""
+        self.last = {}
+        if not self.training:
+            with torch.no_grad():
+                for task, task_id in self.task_ids.items():
+                    rows = (target == task_id).any(dim=1)  # (Batch,)
+                    if bool(rows.any()):
+                        self.last[f"loss_att_{task}"] = self.criterion(x[rows], target[rows])
+        return self.criterion(x, target)
+
+
+def task_token_ids(token_list: Sequence[str]) -> Dict[str, int]:
+    """ESPnet S2T's task tokens in a token list: ``{"asr": id, "st_fra": id, ...}``."""
+    return {
+        t[1:-1]: i for i, t in enumerate(token_list) if t == "<asr>" or (t.startswith("<st_") and t.endswith(">"))
+    }
+
+
 class ESPnetSMoES2TModel(ESPnetS2TModel):
     """S2T model for S-MoE encoders/decoders; also runs dense ones unchanged.
 
@@ -47,6 +81,9 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
       audio and bandwidth (the ASR and the ST sample of one recording, which
       length-sorted batching puts side by side) are encoded once and the
       output is used for each of them;
+    * per-task attention losses on the dev set (``loss_att_asr``,
+      ``loss_att_st_fra``, ...) in ESPnet's reporter, without DDP (where a
+      rank's batch may lack a task and the ranks' statistics would differ);
     * the auxiliary loss of any submodule that exposes one as ``aux_loss``
       (e.g. the load balancing of a learned-gate MoE baseline): reset before
       each forward, summed after it over the blocks that ran.
@@ -90,6 +127,8 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
             self.criterion_att = MaskGuidingTargets(
                 self.criterion_att, guiding_ids, self.ignore_id
             )
+        # outermost, so that it still sees the task tokens that the mask hides
+        self.criterion_att = PerTaskLoss(self.criterion_att, task_token_ids(token_list))
         # Bandwidth token ids (Batch,) for the next encode(): set by forward()
         # and by bandwidth_scope() at inference.
         self._bandwidth: Optional[torch.Tensor] = None
@@ -175,12 +214,16 @@ class ESPnetSMoES2TModel(ESPnetS2TModel):
             raise RoutingError(
                 f"utterances {_names(utt_ids, e.rows)}: {e}", e.rows
             ) from e
+        added = {}
         aux_losses = [b.aux_loss for b in self._aux_loss_blocks if b.aux_loss is not None]
         if aux_losses:
             aux = torch.stack([a.float() for a in aux_losses]).sum()
             loss = loss + self.moe_aux_loss_weight * aux
-            stats["loss_moe_aux"] = aux.detach()
-            stats["loss"] = loss.detach()
+            added = {"loss_moe_aux": aux.detach(), "loss": loss.detach()}
+        if not self.training and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            added.update(self.criterion_att.last)
+        if added:
+            stats.update(added)
             # new stats must be gathered like ESPnet's own, or DDP averaging fails
             loss, stats, weight = force_gatherable((loss, stats, weight), loss.device)
         return loss, stats, weight

@@ -157,3 +157,22 @@ def test_shared_encoder_passes_give_the_same_loss_and_gradients(token_list):
     seen.clear()
     shared(**b)
     assert seen == [4]  # inference-time batches are never merged
+
+
+@pytest.mark.parametrize("parts", ["smoe", "dense"])
+def test_dev_stats_hold_each_tasks_attention_loss(token_list, parts):
+    """loss_att_<task> on a mixed batch equals loss_att of a batch of that task's rows only."""
+    torch.manual_seed(0)
+    model = build(token_list, encoder=parts, decoder=parts).eval()
+    b = batch(token_list, tasks=("<asr>", "<st_fra>", "<asr>"), bws=("<nb>", "<wb>", "<wb>"))
+
+    def rows(*keep):
+        return {k: [v[i] for i in keep] if k == "utt_id" else v[list(keep)] for k, v in b.items()}
+
+    mixed, asr_only, st_only = (model(**rows(*keep))[1] for keep in ((0, 1, 2), (0, 2), (1,)))
+    assert mixed["loss_att_asr"] == pytest.approx(float(asr_only["loss_att"]), rel=1e-5)
+    assert mixed["loss_att_st_fra"] == pytest.approx(float(st_only["loss_att"]), rel=1e-5)
+    assert float(mixed["loss_att_asr"]) != pytest.approx(float(mixed["loss_att_st_fra"]), rel=1e-3)
+    assert "loss_att_st_fra" not in asr_only  # a task absent from a batch is not reported
+    # training batches pay nothing for it
+    assert not any(k.startswith("loss_att_") for k in model.train()(**batch(token_list))[1])
