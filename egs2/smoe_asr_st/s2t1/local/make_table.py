@@ -161,18 +161,13 @@ def load_run(variant: str, seed: str, exp_dir: Path) -> Run:
     return run
 
 
-def group_of(test_set: str, bandwidth: str) -> str:
-    """``tts_ui_test_nb`` on nb -> ``tts_ui_test``; other names stay whole."""
-    return test_set.removesuffix(f"_{bandwidth}")
-
-
-def stats(values: list[float | None]) -> dict:
-    """Mean, sample std, min, max and count of the values that are not None."""
-    present = [v for v in values if v is not None]
+def seed_cell(values: dict[str, float | None]) -> dict:
+    """Mean, sample std, min, max and count of the seeds' values that are not None, and the values."""
+    present = [v for v in values.values() if v is not None]
     if not present:
-        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0, "values": values}
     return {"mean": statistics.fmean(present), "std": statistics.stdev(present) if len(present) > 1 else None,
-            "min": min(present), "max": max(present), "n": len(present)}
+            "min": min(present), "max": max(present), "n": len(present), "values": values}
 
 
 def collect_test_sets(runs: list[Run], wanted: list[str] | None) -> list[tuple[str, str, str]]:
@@ -189,7 +184,8 @@ def collect_test_sets(runs: list[Run], wanted: list[str] | None) -> list[tuple[s
                 continue
             if seen.setdefault(name, bandwidth) != bandwidth:
                 raise TableError(f"test set {name} has results on both {seen[name]} and {bandwidth}")
-    triples = [(group_of(t, seen[t]), seen[t], t) for t in wanted or list(seen) if t in seen]
+    # the group: ``tts_ui_test_nb`` on nb -> ``tts_ui_test``; other names stay whole
+    triples = [(t.removesuffix(f"_{seen[t]}"), seen[t], t) for t in wanted or list(seen) if t in seen]
     groups = list(dict.fromkeys(g for g, _, _ in triples))
     rank = {bw: i for i, bw in enumerate(BANDWIDTH_ORDER)}
     return sorted(triples, key=lambda x: (groups.index(x[0]), rank.get(x[1], len(rank)), x[1]))
@@ -222,20 +218,18 @@ def build_table(runs: list[Run], variants: list[str], seeds: list[str], names: d
                 per_seed[run.seed] = None if value is None else float(value)
                 if entry is not None and "num_utts" in entry:
                     num_utts.setdefault(test_set, entry["num_utts"])
-            cells[f"{group}.{metric.key}_{bw}"] = {**stats(list(per_seed.values())), "values": per_seed}
+            cells[f"{group}.{metric.key}_{bw}"] = seed_cell(per_seed)
         params = {}
         for key in ("total_params", "active_params"):
             found = {r.model_info.get(key) for r in variant_runs if r.model_info and r.model_info.get(key)}
             if len(found) > 1:
                 warnings.append(f"{names[variant]}: {key} differs between seeds ({sorted(found)})")
             params[key] = min(found) if found else None
-        step = {r.seed: r.step_time for r in variant_runs}
-        valid_acc = {r.seed: r.best_valid_acc for r in variant_runs}
         rows.append({
             "variant": variant, "name": names[variant], "exp_dirs": {r.seed: str(r.exp_dir) for r in variant_runs},
             "runs_with_results": sum(r.results is not None for r in variant_runs), "cells": cells, **params,
-            "step_time": {**stats(list(step.values())), "values": step},
-            "valid_acc": {**stats(list(valid_acc.values())), "values": valid_acc},
+            "step_time": seed_cell({r.seed: r.step_time for r in variant_runs}),
+            "valid_acc": seed_cell({r.seed: r.best_valid_acc for r in variant_runs}),
             "epochs": {r.seed: r.epochs for r in variant_runs},
             "iterations": {r.seed: r.iterations for r in variant_runs},
         })  # fmt: skip
