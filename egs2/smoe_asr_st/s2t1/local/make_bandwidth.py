@@ -30,7 +30,6 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -78,7 +77,7 @@ def write_pcm16(path: Path, wave: torch.Tensor) -> int:
     return clipped
 
 
-def make_pair(row: Dict[str, str], nb_source: str) -> Tuple[torch.Tensor, torch.Tensor]:
+def make_pair(row: dict[str, str], nb_source: str) -> tuple[torch.Tensor, torch.Tensor]:
     wb = read_audio(row["wav16k"], 16000)
     if nb_source == "real":
         nb = upsample_to_16k(read_audio(row["wav8k"], 8000), 8000)
@@ -87,7 +86,7 @@ def make_pair(row: Dict[str, str], nb_source: str) -> Tuple[torch.Tensor, torch.
     return nb, wb
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     start = time.time()
@@ -101,7 +100,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.error("inventory %s not found: run local/fetch_asterisk.py first", args.inventory)
         return 1
     rows = read_tsv(args.inventory)
-    out_rows: List[Dict[str, object]] = []
+    out_rows: list[dict[str, object]] = []
     status_counts: Counter = Counter()
     total_clipped = 0
     seconds = 0.0
