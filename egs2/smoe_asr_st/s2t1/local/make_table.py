@@ -50,7 +50,7 @@ from pathlib import Path
 
 from espnet_smoe.reporter_stats import read_reporter_stats
 from local.data_dir import BANDWIDTH_TOKENS
-from local.score import ScoreError, environment_info
+from local.score import ScoreError, environment_info, split_words
 from local.significance import compare_runs
 
 
@@ -125,11 +125,6 @@ class Run:
     @property
     def epochs(self) -> int | None:
         return max(self.step_times) if self.step_times else None
-
-
-def split_words(items: list[str] | None) -> list[str]:
-    """Flattens options given as one quoted string or several words."""
-    return [w for item in items or [] for w in item.split()]
 
 
 def _read_json(path: Path) -> dict:
