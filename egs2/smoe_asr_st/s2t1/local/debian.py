@@ -159,12 +159,14 @@ class PrivateApt:
                     todo.append(group[0])
         return list(dict.fromkeys(needed))
 
-    def translation_list(self, lang: str) -> Path:
-        """The private ``..._i18n_Translation-<lang>[.lz4|.xz|...]`` list (DDTP)."""
-        self.update()
+    def translation_list(self, lang: str, offline: bool = False) -> Path:
+        """The private ``..._i18n_Translation-<lang>[.lz4|.xz|...]`` list (DDTP); ``offline``: no apt-get update."""
+        if not offline:
+            self.update()
         hits = sorted(self.lists.glob(f"*_i18n_Translation-{lang}*"))
         if not hits:
-            raise DebianError(f"no Translation-{lang} list in {self.lists} (Acquire::Languages)")
+            why = "--offline: the cache has none" if offline else "Acquire::Languages"
+            raise DebianError(f"no Translation-{lang} list in {self.lists} ({why})")
         return hits[0]
 
 

@@ -309,13 +309,8 @@ def build_text(
     if ddtp:
         if ddtp_lists:
             en_path, fr_path = ddtp_lists
-        elif offline:
-            en_path, fr_path = (sorted(apt.lists.glob(f"*_i18n_Translation-{lang}*")) for lang in ("en", LANG))
-            if not en_path or not fr_path:
-                raise debian.DebianError(f"--offline but no Translation-en/-{LANG} list under {apt.lists}")
-            en_path, fr_path = en_path[0], fr_path[0]
         else:
-            en_path, fr_path = apt.translation_list("en"), apt.translation_list(LANG)
+            en_path, fr_path = apt.translation_list("en", offline), apt.translation_list(LANG, offline)
         logging.info("DDTP: aligning %s with %s", Path(en_path).name, Path(fr_path).name)
         en_list = parse_translation_list(debian.read_list_file(en_path), "en")
         fr_list = parse_translation_list(debian.read_list_file(fr_path), LANG)
@@ -367,8 +362,7 @@ def build_text(
         for _, catalog, _, _ in rows:
             sampled_per_catalog[catalog if split != "ddtp_test" else DDTP_CATALOG] += 1
         summary_splits[split] = {
-            "catalogs": sorted({c.split("/")[0] if split == "ddtp_test" else c for c, _, _ in pool})
-            if split != "ddtp_test" else [DDTP_CATALOG],
+            "catalogs": [DDTP_CATALOG] if split == "ddtp_test" else sorted({c for c, _, _ in pool}),
             "pool": len(pool), "sampled": len(chosen), "requested": wanted[split],
         }
         logging.info("%-9s: %3d catalogs, %6d speakable pairs, %6d sampled (requested %d)", split,
