@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from local.data_dir import BANDWIDTH_TOKENS, LANG_TOKEN, NA_TOKEN, NOTIME_TOKEN, PROMPT_RE, TASK_TOKENS, prompt_text
-from local.file_io import read_kaldi
+from local.file_io import read_kaldi, write_lines
 from local.log import setup_logging
 
 GUIDING_TOKENS = [*TASK_TOKENS.values(), *BANDWIDTH_TOKENS.values()]
@@ -164,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.warning("corpus too small for %d pieces: learned %d", learned_target, learned)
     tokens = build_token_list(sp)
     check_token_list(tokens, sp, args.timestamps)
-    tmp = out_dir / "tokens.txt.tmp"
-    tmp.write_text("\n".join(tokens) + "\n", encoding="utf-8")
-    shutil.move(tmp, out_dir / "tokens.txt")
+    write_lines(out_dir / "tokens.txt", (token + "\n" for token in tokens))
     logging.info("token list %s: %d tokens (%d learned pieces + %d specials + <blank> <unk> <sos> <eos> <sop>)",
                  out_dir / "tokens.txt", len(tokens), learned, len(symbols))
     probe = prompt_text("st_fra", "bonjour")
