@@ -31,6 +31,8 @@ TTS_PACKAGES = {
     "flite": ["flite", "libflite1"],
     "espeak-ng": ["espeak-ng", "libespeak-ng1", "espeak-ng-data"],
 }
+# The TTSRuntime field that holds each engine's executable.
+TTS_FIELDS = {"flite": "flite", "espeak-ng": "espeak"}
 
 
 class DebianError(RuntimeError):
@@ -283,39 +285,29 @@ def resolve_tts(cache_dir: Path, engines: Iterable[str] = ("flite", "espeak-ng")
         "flite": lambda r: _works([r.flite, "-voice", "kal16", "-t", "ok", "-o", "none"], r.env),
         "espeak-ng": lambda r: _works([r.espeak, *r.espeak_args, "-q", "--stdin"], r.env, "ok"),
     }
-    engines = list(engines)
     todo = []
     for engine in engines:
-        exe = shutil.which(engine) if allow_system else None
-        if exe:
-            setattr(rt, "flite" if engine == "flite" else "espeak", exe)
-            if probe[engine](rt):
-                rt.origin[engine] = "system"
-                continue
-            setattr(rt, "flite" if engine == "flite" else "espeak", None)
-        todo.append(engine)
+        setattr(rt, TTS_FIELDS[engine], shutil.which(engine) if allow_system else None)
+        if getattr(rt, TTS_FIELDS[engine]) and probe[engine](rt):
+            rt.origin[engine] = "system"
+        else:
+            setattr(rt, TTS_FIELDS[engine], None)
+            todo.append(engine)
     if not todo:
         return rt
 
     prefix = cache_dir / "prefix"
-    exes = {"flite": prefix / "usr/bin/flite", "espeak-ng": prefix / "usr/bin/espeak-ng"}
-    if not all(exes[e].exists() for e in todo) or not (prefix / ".unpacked").exists():
+    if not all((prefix / "usr/bin" / e).exists() for e in todo) or not (prefix / ".unpacked").exists():
         apt = apt or PrivateApt(cache_dir / "apt")
-        wanted = [p for e in todo for p in TTS_PACKAGES[e]]
-        closure = apt.depends_closure(wanted)
+        closure = apt.depends_closure([p for e in todo for p in TTS_PACKAGES[e]])
         debs = apt.download(closure, cache_dir / "debs")
         logging.info("unpacking %d .debs (%s) into %s", len(debs), " ".join(debs), prefix)
         unpack_prefix(debs.values(), prefix)
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(
-        p for p in (prefix_library_path(prefix), os.environ.get("LD_LIBRARY_PATH", "")) if p
-    )
-    rt.env = env
+    library_path = (prefix_library_path(prefix), os.environ.get("LD_LIBRARY_PATH", ""))
+    rt.env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(p for p in library_path if p)}
     for engine in todo:
-        if engine == "flite":
-            rt.flite = str(exes["flite"])
-        else:
-            rt.espeak = str(exes["espeak-ng"])
+        setattr(rt, TTS_FIELDS[engine], str(prefix / "usr/bin" / engine))
+        if engine == "espeak-ng":
             data = sorted(prefix.glob("usr/lib/*/espeak-ng-data")) + sorted(prefix.glob("usr/share/espeak-ng-data"))
             if not data:
                 raise DebianError(f"no espeak-ng-data under {prefix}")
