@@ -118,13 +118,18 @@ class PrivateApt:
         if not self._packages_lists():
             raise DebianError(f"apt-get update fetched no package list from {self.mirror} {self.suite}")
 
-    def download(self, packages: Iterable[str], deb_dir: Path) -> dict[str, Path]:
-        """``apt-get download`` the packages into ``deb_dir`` unless a .deb of them is already there."""
+    def download(self, packages: Iterable[str], deb_dir: Path, offline: bool = False) -> dict[str, Path]:
+        """``apt-get download`` the packages into ``deb_dir`` unless a .deb of them is already there.
+
+        ``offline``: never call apt; a package without a .deb in ``deb_dir`` is a DebianError.
+        """
         deb_dir = Path(deb_dir).resolve()
         deb_dir.mkdir(parents=True, exist_ok=True)
         packages = list(dict.fromkeys(packages))
         found = {p: cached_deb(deb_dir, p) for p in packages}
         missing = [p for p, path in found.items() if path is None]
+        if missing and offline:
+            raise DebianError(f"--offline but no cached .deb in {deb_dir} for: {' '.join(missing)}")
         if missing:
             self.update()
             logging.info("apt-get download %d packages into %s", len(missing), deb_dir)

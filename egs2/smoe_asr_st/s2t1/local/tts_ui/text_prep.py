@@ -272,13 +272,7 @@ def build_text(
 
     apt = apt or debian.PrivateApt(cache_dir / "apt", languages=("en", LANG))
     # 1. fetch
-    if offline:
-        debs = {p: debian.cached_deb(deb_dir, p) for p in packages}
-        missing = [p for p, d in debs.items() if d is None]
-        if missing:
-            raise debian.DebianError(f"--offline but no cached .deb in {deb_dir} for: {' '.join(missing)}")
-    else:
-        debs = apt.download(packages, deb_dir) if packages else {}
+    debs = apt.download(packages, deb_dir, offline) if packages else {}
 
     # 2. extract + filter, one package per job
     jobs = [(p, str(d), str(cache_dir / "mo" / LANG), LANG) for p, d in sorted(debs.items())]
