@@ -177,19 +177,15 @@ def find_audio_dir(roots: list[Path], ext: str, transcript: Path | None = None) 
     if not candidates:
         raise FileNotFoundError(f"no *.{ext} files under {[str(r) for r in roots]}")
 
-    def is_english(d: Path) -> bool:
-        return d.name == "en" or d.name.startswith(("en_", "en-"))
-
-    preferred = [d for d in candidates if is_english(d)]
+    # an English folder (en, en_US_f_Allison, ...), else the transcript's folder, else the only one
+    preferred = [d for d in candidates if d.name == "en" or d.name.startswith(("en_", "en-"))]
     if not preferred and transcript is not None:
         preferred = [d for d in candidates if d == transcript.parent]
+    if not preferred and len(candidates) == 1:
+        preferred = list(candidates)
     if not preferred:
-        if len(candidates) == 1:
-            preferred = list(candidates)
-        else:
-            raise FileNotFoundError(
-                f"cannot tell which folder holds the English *.{ext} files: {sorted(map(str, candidates))}"
-            )
+        raise FileNotFoundError(f"cannot tell which folder holds the English *.{ext} files: "
+                                f"{sorted(map(str, candidates))}")
     best = max(sorted(preferred), key=lambda d: candidates[d])
     logging.info("English *.%s folder: %s (%d top-level files)", ext, best, candidates[best])
     return best
@@ -197,11 +193,8 @@ def find_audio_dir(roots: list[Path], ext: str, transcript: Path | None = None) 
 
 def list_audio(audio_dir: Path, ext: str) -> dict[str, Path]:
     """Prompt name (relative path without extension, '/'-separated) -> file."""
-    out: dict[str, Path] = {}
-    for path in sorted(audio_dir.rglob(f"*.{ext}")):
-        if path.is_file():
-            out[path.relative_to(audio_dir).with_suffix("").as_posix()] = path
-    return out
+    paths = sorted(p for p in audio_dir.rglob(f"*.{ext}") if p.is_file())
+    return {path.relative_to(audio_dir).with_suffix("").as_posix(): path for path in paths}
 
 
 # --------------------------------------------------------------------------- decoding
@@ -330,10 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     roots, source = obtain_sources(args)
     rows, counts = build_inventory(roots, out_dir)
     write_tsv(inventory, PROMPT_COLUMNS, rows)
-    dur8k = sum(float(r["dur8k"]) for r in rows if r["dur8k"] != "")
-    dur16k = sum(float(r["dur16k"]) for r in rows if r["dur16k"] != "")
-    counts["total_dur8k_min"] = round(dur8k / 60, 2)
-    counts["total_dur16k_min"] = round(dur16k / 60, 2)
+    for rate in ("8k", "16k"):
+        seconds = sum(float(r[f"dur{rate}"]) for r in rows if r[f"dur{rate}"] != "")
+        counts[f"total_dur{rate}_min"] = round(seconds / 60, 2)
     for key, value in counts.items():
         logging.info("  %-24s %s", key, value)
     logging.info("wrote %s (%d rows) from %s in %.1f s", inventory, len(rows), source, time.time() - start)
