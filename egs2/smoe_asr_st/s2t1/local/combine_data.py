@@ -77,21 +77,18 @@ def normalize_transcripts(files: dict[str, dict[str, str]], utt: str) -> None:
 
 def combine(sets: list[Path], limits: list[int], exclude: list[Path], max_duration: float,
             out: Path, normalize: bool = True) -> dict[str, Counter]:
-    banned: set[str] = set()
-    for d in exclude:
-        banned |= sentence_keys(d)
+    banned = set().union(*(sentence_keys(d) for d in exclude))
     merged: dict[str, dict[str, str]] = {name: {} for name in FILES}
     skipped: list[tuple] = []
     counts: dict[str, Counter] = {}
     for data_dir, limit in zip(sets, limits):
         files = read_set(data_dir)
+        # the utterances of each recording, recordings in the order of their first utterance id
         by_recording: dict[str, list[str]] = defaultdict(list)
         for utt in sorted(files["wav.scp"]):
             by_recording[files["wav.scp"][utt]].append(utt)
         count = counts[str(data_dir)] = Counter()
-        recordings = sorted(by_recording, key=lambda wav: by_recording[wav][0])
-        for wav in recordings:
-            utts = by_recording[wav]
+        for wav, utts in by_recording.items():
             if limit and count["kept"] >= limit:
                 reason = "over --max_recordings"
             elif any(text_key(PROMPT_RE.sub("", files[f][u])) in banned for u in utts for f in ("text", "text.ctc")):

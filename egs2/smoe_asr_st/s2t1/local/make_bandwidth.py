@@ -124,12 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                     out["detail"] = f"nb {nb.shape[-1]} vs wb {wb.shape[-1]} samples at 16 kHz"
                 else:
                     n = min(nb.shape[-1], wb.shape[-1])
-                    nb_path = out_dir / "nb" / f"{flat_name(name)}.wav"
-                    wb_path = out_dir / "wb" / f"{flat_name(name)}.wav"
-                    total_clipped += write_pcm16(nb_path, nb[..., :n])
-                    total_clipped += write_pcm16(wb_path, wb[..., :n])
-                    out.update(nb_wav=display_path(nb_path), wb_wav=display_path(wb_path),
-                               samples=n, duration=n / TARGET_RATE)
+                    for bw, wave in (("nb", nb), ("wb", wb)):
+                        path = out_dir / bw / f"{flat_name(name)}.wav"
+                        total_clipped += write_pcm16(path, wave[..., :n])
+                        out[f"{bw}_wav"] = display_path(path)
+                    out.update(samples=n, duration=n / TARGET_RATE)
                     seconds += n / TARGET_RATE
             except Exception as exc:  # noqa: BLE001 - recorded as a status, never dropped
                 out["status"], out["detail"] = "corrupt_audio", f"{type(exc).__name__}: {exc}"

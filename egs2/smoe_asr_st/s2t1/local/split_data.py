@@ -364,12 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     summary["test"] = {"prompts": len(by_split["test"]), "families": len(fam_sets["test"]),
                        "utts_per_set": len(by_split["test"]),
                        "minutes_per_bw": round(sum(p.duration for p in by_split["test"]) / 60, 2)}
-    all_kept = [p for s in SPLITS for p in by_split[s]]
-    summary["max_duration_kept"] = round(max(p.duration for p in all_kept), 3)
+    summary["max_duration_kept"] = round(max(p.duration for s in SPLITS for p in by_split[s]), 3)
 
     skip_counts = Counter((r["scope"], r["reason"]) for r in skips)
     summary["skipped"] = {f"{scope}:{reason}": n for (scope, reason), n in sorted(skip_counts.items())}
-    args.local_dir.mkdir(parents=True, exist_ok=True)
     write_tsv(args.local_dir / "skipped.tsv", SKIP_COLUMNS,
               sorted(skips, key=lambda r: (r["scope"], r["reason"], r["name"])))
     fam_rows = []
