@@ -61,15 +61,11 @@ def load_room_bank(rooms: dict[str, dict], cache: Path, rooms_needed: set[str], 
     """RIRs of the rooms (``rooms.json`` of the plan) the plan uses, computed in parallel once, cached as .npy files."""
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
-    todo, rirs = [], {}
-    for name in sorted(rooms_needed):
-        path = cache / f"{name}-{item_digest(rooms[name])}.npy"
-        if path.exists():
-            rirs[name] = np.load(path)
-        else:
-            todo.append(rooms[name])
+    paths = {name: cache / f"{name}-{item_digest(rooms[name])}.npy" for name in sorted(rooms_needed)}
+    rirs = {name: np.load(path) for name, path in paths.items() if path.exists()}
+    todo = [rooms[name] for name in paths if name not in rirs]
     for name, rir in parallel_map(_rir_job, todo, nj, desc="room responses", unit="room"):
-        np.save(cache / f"{name}-{item_digest(rooms[name])}.npy", rir)
+        np.save(paths[name], rir)
         rirs[name] = rir
     return rirs
 
