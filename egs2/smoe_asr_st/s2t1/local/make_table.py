@@ -45,6 +45,7 @@ import shutil
 import statistics
 import sys
 import textwrap
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -259,12 +260,8 @@ def build_table(runs: list[Run], variants: list[str], seeds: list[str], names: d
 def header_info(runs: list[Run], command: str, note: str | None = None) -> dict:
     """Command, machine, revision and note of this table and of the runs' scoring."""
     env = environment_info()
-    scored: dict[tuple, int] = {}
-    for run in runs:
-        if run.environment:
-            e = run.environment
-            key = (e.get("hostname"), e.get("cpu"), e.get("gpu"), e.get("git_revision"))
-            scored[key] = scored.get(key, 0) + 1
+    scored = Counter((e.get("hostname"), e.get("cpu"), e.get("gpu"), e.get("git_revision"))
+                     for e in (run.environment for run in runs) if e)
     return {
         "command": command, "note": note, "date": env["date"],
         "machine": {"hostname": env["hostname"], "cpu": env["cpu"], "gpu": env["gpu"]},
