@@ -87,9 +87,7 @@ def scan_catalog(mo_path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, 
     """(kept (en, fr) pairs in catalog order, skipped (reason, en, fr), number of entries)."""
     kept, skipped = [], []
     entries = polib.mofile(str(mo_path))
-    n = 0
     for entry in entries:
-        n += 1
         plural = bool(entry.msgid_plural)
         fr = entry.msgstr_plural.get(0, "") if plural else entry.msgstr
         reason, en_n, fr_n = check_pair(entry.msgid, fr, plural=plural)
@@ -97,7 +95,7 @@ def scan_catalog(mo_path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, 
             kept.append((en_n, fr_n))
         else:
             skipped.append((reason, entry.msgid, fr))
-    return kept, skipped, n
+    return kept, skipped, len(entries)
 
 
 def _scan_package(job: tuple[str, str, str, str]) -> list[dict]:
@@ -353,8 +351,7 @@ def build_text(
             skip("ddtp" if split == "ddtp_test" else "gettext", catalog, "not_sampled", en, fr)
         rows = [(f"{split}-{i:06d}", catalog, en, fr) for i, (catalog, en, fr) in enumerate(chosen)]
         write_tsv(out / f"{split}.tsv", ("text_id", "catalog", "en", "fr"), rows)
-        for _, catalog, _, _ in rows:
-            sampled_per_catalog[catalog if split != "ddtp_test" else DDTP_CATALOG] += 1
+        sampled_per_catalog.update(DDTP_CATALOG if split == "ddtp_test" else catalog for catalog, _, _ in chosen)
         summary_splits[split] = {
             "catalogs": [DDTP_CATALOG] if split == "ddtp_test" else sorted({c for c, _, _ in pool}),
             "pool": len(pool), "sampled": len(chosen), "requested": wanted[split],
