@@ -28,7 +28,7 @@ import logging
 import re
 import unicodedata
 from pathlib import Path
-from typing import Dict, NamedTuple, Tuple
+from typing import NamedTuple
 
 # Subfolders that hold one prompt family each (the family is the folder name).
 SUBFOLDER_FAMILIES = ("digits", "letters", "phonetic", "dictate", "followme", "silence")
@@ -64,14 +64,14 @@ def read_text_file(path: Path) -> str:
         return data.decode("latin-1")
 
 
-def parse_transcript(path: Path) -> Tuple[Dict[str, TranscriptEntry], Dict[str, int]]:
+def parse_transcript(path: Path) -> tuple[dict[str, TranscriptEntry], dict[str, int]]:
     """Parse a core-sounds transcript.
 
     Returns ``(entries, stats)``: entries keyed by prompt name (first occurrence
     wins), stats counting ``entries, comments, blank, malformed, duplicate``.
     Malformed lines and duplicates are logged with their line number.
     """
-    entries: Dict[str, TranscriptEntry] = {}
+    entries: dict[str, TranscriptEntry] = {}
     stats = {"entries": 0, "comments": 0, "blank": 0, "malformed": 0, "duplicate": 0}
     for line_no, line in enumerate(read_text_file(path).splitlines(), start=1):
         stripped = line.strip()

@@ -35,7 +35,6 @@ import logging
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Set
 
 import soundfile as sf
 
@@ -48,7 +47,7 @@ from local.split_data import text_key
 FILES = ("wav.scp", "text", "text.ctc", "text.prev", "utt2bw")
 
 
-def sentence_keys(data_dir: Path) -> Set[str]:
+def sentence_keys(data_dir: Path) -> set[str]:
     """Normalised sentences of every ``text*`` file of a data dir."""
     keys = set()
     files = sorted(data_dir.glob("text*"))
@@ -62,13 +61,13 @@ def sentence_keys(data_dir: Path) -> Set[str]:
     return keys
 
 
-def read_set(data_dir: Path) -> Dict[str, Dict[str, str]]:
+def read_set(data_dir: Path) -> dict[str, dict[str, str]]:
     """{file name: {utt: value}} of a validated S2T data dir."""
     validate_data_dir(data_dir)
     return {name: read_kaldi(data_dir / name) for name in FILES}
 
 
-def normalize_transcripts(files: Dict[str, Dict[str, str]], utt: str) -> None:
+def normalize_transcripts(files: dict[str, dict[str, str]], utt: str) -> None:
     """ASR target and CTC target of one utterance in the scored form (in place)."""
     files["text.ctc"][utt] = normalize_for_wer(files["text.ctc"][utt])
     prompt = PROMPT_RE.match(files["text"][utt])
@@ -76,23 +75,20 @@ def normalize_transcripts(files: Dict[str, Dict[str, str]], utt: str) -> None:
         files["text"][utt] = prompt.group(0).rstrip() + " " + normalize_for_wer(files["text"][utt][prompt.end():])
 
 
-def combine(sets: List[Path], limits: List[int], exclude: List[Path], max_duration: float,
-            out: Path, normalize: bool = True) -> Dict[str, Counter]:
-    banned: Set[str] = set()
-    for d in exclude:
-        banned |= sentence_keys(d)
-    merged: Dict[str, Dict[str, str]] = {name: {} for name in FILES}
-    skipped: List[tuple] = []
-    counts: Dict[str, Counter] = {}
+def combine(sets: list[Path], limits: list[int], exclude: list[Path], max_duration: float,
+            out: Path, normalize: bool = True) -> dict[str, Counter]:
+    banned = set().union(*(sentence_keys(d) for d in exclude))
+    merged: dict[str, dict[str, str]] = {name: {} for name in FILES}
+    skipped: list[tuple] = []
+    counts: dict[str, Counter] = {}
     for data_dir, limit in zip(sets, limits):
         files = read_set(data_dir)
-        by_recording: Dict[str, List[str]] = defaultdict(list)
+        # the utterances of each recording, recordings in the order of their first utterance id
+        by_recording: dict[str, list[str]] = defaultdict(list)
         for utt in sorted(files["wav.scp"]):
             by_recording[files["wav.scp"][utt]].append(utt)
         count = counts[str(data_dir)] = Counter()
-        recordings = sorted(by_recording, key=lambda wav: by_recording[wav][0])
-        for wav in recordings:
-            utts = by_recording[wav]
+        for wav, utts in by_recording.items():
             if limit and count["kept"] >= limit:
                 reason = "over --max_recordings"
             elif any(text_key(PROMPT_RE.sub("", files[f][u])) in banned for u in utts for f in ("text", "text.ctc")):
@@ -137,7 +133,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging()
     limits = args.max_recordings or [0] * len(args.sets)

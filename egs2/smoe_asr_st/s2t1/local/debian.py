@@ -31,6 +31,8 @@ TTS_PACKAGES = {
     "flite": ["flite", "libflite1"],
     "espeak-ng": ["espeak-ng", "libespeak-ng1", "espeak-ng-data"],
 }
+# The TTSRuntime field that holds each engine's executable.
+TTS_FIELDS = {"flite": "flite", "espeak-ng": "espeak"}
 
 
 class DebianError(RuntimeError):
@@ -116,13 +118,18 @@ class PrivateApt:
         if not self._packages_lists():
             raise DebianError(f"apt-get update fetched no package list from {self.mirror} {self.suite}")
 
-    def download(self, packages: Iterable[str], deb_dir: Path) -> dict[str, Path]:
-        """``apt-get download`` the packages into ``deb_dir`` unless a .deb of them is already there."""
+    def download(self, packages: Iterable[str], deb_dir: Path, offline: bool = False) -> dict[str, Path]:
+        """``apt-get download`` the packages into ``deb_dir`` unless a .deb of them is already there.
+
+        ``offline``: never call apt; a package without a .deb in ``deb_dir`` is a DebianError.
+        """
         deb_dir = Path(deb_dir).resolve()
         deb_dir.mkdir(parents=True, exist_ok=True)
         packages = list(dict.fromkeys(packages))
         found = {p: cached_deb(deb_dir, p) for p in packages}
         missing = [p for p, path in found.items() if path is None]
+        if missing and offline:
+            raise DebianError(f"--offline but no cached .deb in {deb_dir} for: {' '.join(missing)}")
         if missing:
             self.update()
             logging.info("apt-get download %d packages into %s", len(missing), deb_dir)
@@ -159,12 +166,14 @@ class PrivateApt:
                     todo.append(group[0])
         return list(dict.fromkeys(needed))
 
-    def translation_list(self, lang: str) -> Path:
-        """The private ``..._i18n_Translation-<lang>[.lz4|.xz|...]`` list (DDTP)."""
-        self.update()
+    def translation_list(self, lang: str, offline: bool = False) -> Path:
+        """The private ``..._i18n_Translation-<lang>[.lz4|.xz|...]`` list (DDTP); ``offline``: no apt-get update."""
+        if not offline:
+            self.update()
         hits = sorted(self.lists.glob(f"*_i18n_Translation-{lang}*"))
         if not hits:
-            raise DebianError(f"no Translation-{lang} list in {self.lists} (Acquire::Languages)")
+            why = "--offline: the cache has none" if offline else "Acquire::Languages"
+            raise DebianError(f"no Translation-{lang} list in {self.lists} ({why})")
         return hits[0]
 
 
@@ -281,39 +290,29 @@ def resolve_tts(cache_dir: Path, engines: Iterable[str] = ("flite", "espeak-ng")
         "flite": lambda r: _works([r.flite, "-voice", "kal16", "-t", "ok", "-o", "none"], r.env),
         "espeak-ng": lambda r: _works([r.espeak, *r.espeak_args, "-q", "--stdin"], r.env, "ok"),
     }
-    engines = list(engines)
     todo = []
     for engine in engines:
-        exe = shutil.which(engine) if allow_system else None
-        if exe:
-            setattr(rt, "flite" if engine == "flite" else "espeak", exe)
-            if probe[engine](rt):
-                rt.origin[engine] = "system"
-                continue
-            setattr(rt, "flite" if engine == "flite" else "espeak", None)
-        todo.append(engine)
+        setattr(rt, TTS_FIELDS[engine], shutil.which(engine) if allow_system else None)
+        if getattr(rt, TTS_FIELDS[engine]) and probe[engine](rt):
+            rt.origin[engine] = "system"
+        else:
+            setattr(rt, TTS_FIELDS[engine], None)
+            todo.append(engine)
     if not todo:
         return rt
 
     prefix = cache_dir / "prefix"
-    exes = {"flite": prefix / "usr/bin/flite", "espeak-ng": prefix / "usr/bin/espeak-ng"}
-    if not all(exes[e].exists() for e in todo) or not (prefix / ".unpacked").exists():
+    if not all((prefix / "usr/bin" / e).exists() for e in todo) or not (prefix / ".unpacked").exists():
         apt = apt or PrivateApt(cache_dir / "apt")
-        wanted = [p for e in todo for p in TTS_PACKAGES[e]]
-        closure = apt.depends_closure(wanted)
+        closure = apt.depends_closure([p for e in todo for p in TTS_PACKAGES[e]])
         debs = apt.download(closure, cache_dir / "debs")
         logging.info("unpacking %d .debs (%s) into %s", len(debs), " ".join(debs), prefix)
         unpack_prefix(debs.values(), prefix)
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(
-        p for p in (prefix_library_path(prefix), os.environ.get("LD_LIBRARY_PATH", "")) if p
-    )
-    rt.env = env
+    library_path = (prefix_library_path(prefix), os.environ.get("LD_LIBRARY_PATH", ""))
+    rt.env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(p for p in library_path if p)}
     for engine in todo:
-        if engine == "flite":
-            rt.flite = str(exes["flite"])
-        else:
-            rt.espeak = str(exes["espeak-ng"])
+        setattr(rt, TTS_FIELDS[engine], str(prefix / "usr/bin" / engine))
+        if engine == "espeak-ng":
             data = sorted(prefix.glob("usr/lib/*/espeak-ng-data")) + sorted(prefix.glob("usr/share/espeak-ng-data"))
             if not data:
                 raise DebianError(f"no espeak-ng-data under {prefix}")

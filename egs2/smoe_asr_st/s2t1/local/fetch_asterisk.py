@@ -38,7 +38,6 @@ import tarfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -80,18 +79,18 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- unpacking
-def find_debs(folder: Path) -> Dict[str, Path]:
+def find_debs(folder: Path) -> dict[str, Path]:
     """Package name -> newest-looking .deb in folder (exact package-name match)."""
     return {pkg: deb for pkg in PACKAGES if (deb := debian.cached_deb(folder, pkg))}
 
 
-def find_tarballs(folder: Path) -> Dict[str, Path]:
+def find_tarballs(folder: Path) -> dict[str, Path]:
     """Upstream part -> newest-looking tarball in folder."""
     hits = {part: sorted(folder.glob(f"asterisk-core-sounds-{part}-*.tar.gz")) for part in UPSTREAM_PARTS}
     return {part: paths[-1] for part, paths in hits.items() if paths}
 
 
-def _fresh_root(found: Dict[str, Path], wanted, what: str, root: Path) -> Path:
+def _fresh_root(found: dict[str, Path], wanted, what: str, root: Path) -> Path:
     """An empty ``root`` to unpack into, once every ``wanted`` file is ``found``."""
     missing = [p for p in wanted if p not in found]
     if missing:
@@ -101,13 +100,13 @@ def _fresh_root(found: Dict[str, Path], wanted, what: str, root: Path) -> Path:
     return root
 
 
-def unpack_debs(debs: Dict[str, Path], unpack_dir: Path) -> Path:
+def unpack_debs(debs: dict[str, Path], unpack_dir: Path) -> Path:
     root = _fresh_root(debs, PACKAGES, ".deb", unpack_dir / "debian")
     logging.info("unpacking %s into %s", ", ".join(str(debs[p]) for p in PACKAGES), root)
     return debian.unpack_prefix([debs[p] for p in PACKAGES], root)
 
 
-def unpack_tarballs(tarballs: Dict[str, Path], unpack_dir: Path) -> Path:
+def unpack_tarballs(tarballs: dict[str, Path], unpack_dir: Path) -> Path:
     root = _fresh_root(tarballs, UPSTREAM_PARTS, "upstream tarball(s)", unpack_dir / "upstream")
     for part, sub in tqdm(UPSTREAM_PARTS.items(), desc="unpack tarballs", unit="tar"):
         dest = root / sub
@@ -135,7 +134,7 @@ def download_file(url: str, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def upstream_download(download_dir: Path, base_url: str, version: str) -> Dict[str, Path]:
+def upstream_download(download_dir: Path, base_url: str, version: str) -> dict[str, Path]:
     download_dir.mkdir(parents=True, exist_ok=True)
     for part in UPSTREAM_PARTS:
         name = f"asterisk-core-sounds-{part}-{version}.tar.gz"
@@ -150,9 +149,9 @@ def upstream_download(download_dir: Path, base_url: str, version: str) -> Dict[s
 
 
 # --------------------------------------------------------------------------- locating
-def find_transcript(roots: List[Path], lang: str) -> Path:
+def find_transcript(roots: list[Path], lang: str) -> Path:
     names = {f"core-sounds-{lang}.txt", f"core-sounds-{lang}.txt.gz"}
-    hits: List[Path] = []
+    hits: list[Path] = []
     for root in roots:
         for dirpath, _, files in os.walk(root):
             hits.extend(Path(dirpath) / f for f in files if f in names)
@@ -164,9 +163,9 @@ def find_transcript(roots: List[Path], lang: str) -> Path:
     return hits[0]
 
 
-def find_audio_dir(roots: List[Path], ext: str, transcript: Optional[Path] = None) -> Path:
+def find_audio_dir(roots: list[Path], ext: str, transcript: Path | None = None) -> Path:
     """The English sounds folder holding *.<ext> files (digits/ etc. are inside it)."""
-    candidates: Dict[Path, int] = {}
+    candidates: dict[Path, int] = {}
     for root in roots:
         for dirpath, _, files in os.walk(root):
             d = Path(dirpath)
@@ -178,31 +177,24 @@ def find_audio_dir(roots: List[Path], ext: str, transcript: Optional[Path] = Non
     if not candidates:
         raise FileNotFoundError(f"no *.{ext} files under {[str(r) for r in roots]}")
 
-    def is_english(d: Path) -> bool:
-        return d.name == "en" or d.name.startswith(("en_", "en-"))
-
-    preferred = [d for d in candidates if is_english(d)]
+    # an English folder (en, en_US_f_Allison, ...), else the transcript's folder, else the only one
+    preferred = [d for d in candidates if d.name == "en" or d.name.startswith(("en_", "en-"))]
     if not preferred and transcript is not None:
         preferred = [d for d in candidates if d == transcript.parent]
+    if not preferred and len(candidates) == 1:
+        preferred = list(candidates)
     if not preferred:
-        if len(candidates) == 1:
-            preferred = list(candidates)
-        else:
-            raise FileNotFoundError(
-                f"cannot tell which folder holds the English *.{ext} files: {sorted(map(str, candidates))}"
-            )
+        raise FileNotFoundError(f"cannot tell which folder holds the English *.{ext} files: "
+                                f"{sorted(map(str, candidates))}")
     best = max(sorted(preferred), key=lambda d: candidates[d])
     logging.info("English *.%s folder: %s (%d top-level files)", ext, best, candidates[best])
     return best
 
 
-def list_audio(audio_dir: Path, ext: str) -> Dict[str, Path]:
+def list_audio(audio_dir: Path, ext: str) -> dict[str, Path]:
     """Prompt name (relative path without extension, '/'-separated) -> file."""
-    out: Dict[str, Path] = {}
-    for path in sorted(audio_dir.rglob(f"*.{ext}")):
-        if path.is_file():
-            out[path.relative_to(audio_dir).with_suffix("").as_posix()] = path
-    return out
+    paths = sorted(p for p in audio_dir.rglob(f"*.{ext}") if p.is_file())
+    return {path.relative_to(audio_dir).with_suffix("").as_posix(): path for path in paths}
 
 
 # --------------------------------------------------------------------------- decoding
@@ -222,7 +214,7 @@ def decode_g722_file(src: Path, dst: Path) -> int:
 
 
 # --------------------------------------------------------------------------- main
-def obtain_sources(args) -> Tuple[List[Path], str]:
+def obtain_sources(args) -> tuple[list[Path], str]:
     """Returns the roots to search and a description of the source."""
     unpack_dir = args.out_dir / "unpacked"
     source = args.source
@@ -257,7 +249,7 @@ def obtain_sources(args) -> Tuple[List[Path], str]:
     raise ValueError(f"unknown source {source}")
 
 
-def build_inventory(roots: List[Path], out_dir: Path) -> Tuple[List[Dict[str, object]], Dict[str, int]]:
+def build_inventory(roots: list[Path], out_dir: Path) -> tuple[list[dict[str, object]], dict[str, int]]:
     en_txt = find_transcript(roots, "en")
     fr_txt = find_transcript(roots, "fr")
     en_entries, en_stats = parse_transcript(en_txt)
@@ -270,15 +262,15 @@ def build_inventory(roots: List[Path], out_dir: Path) -> Tuple[List[Dict[str, ob
     logging.info("audio: %d .wav (8 kHz) in %s, %d .g722 in %s", len(wavs), wav_dir, len(g722s), g722_dir)
 
     names = sorted(set(en_entries) | set(fr_entries) | set(wavs) | set(g722s))
-    rows: List[Dict[str, object]] = []
+    rows: list[dict[str, object]] = []
     counts = {"prompts": len(names), "corrupt_wav8k": 0, "corrupt_g722": 0, "decoded": 0}
     wb_dir = out_dir / "wb16k"
     for name in tqdm(names, desc="decode G.722 / check wav", unit="prompt"):
-        row: Dict[str, object] = {**dict.fromkeys(PROMPT_COLUMNS, ""), "name": name}
+        row: dict[str, object] = {**dict.fromkeys(PROMPT_COLUMNS, ""), "name": name}
         for lang, entries in (("en", en_entries), ("fr", fr_entries)):
             row[f"{lang}_entry"] = int(name in entries)
             row[f"{lang}_text"] = clean_field(entries[name].raw) if name in entries else ""
-        problems: List[Tuple[str, str]] = []
+        problems: list[tuple[str, str]] = []
         if name in wavs:
             row["wav8k"] = display_path(wavs[name])
             try:
@@ -318,7 +310,7 @@ def build_inventory(roots: List[Path], out_dir: Path) -> Tuple[List[Dict[str, ob
     return rows, counts
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     start = time.time()
@@ -331,10 +323,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     roots, source = obtain_sources(args)
     rows, counts = build_inventory(roots, out_dir)
     write_tsv(inventory, PROMPT_COLUMNS, rows)
-    dur8k = sum(float(r["dur8k"]) for r in rows if r["dur8k"] != "")
-    dur16k = sum(float(r["dur16k"]) for r in rows if r["dur16k"] != "")
-    counts["total_dur8k_min"] = round(dur8k / 60, 2)
-    counts["total_dur16k_min"] = round(dur16k / 60, 2)
+    for rate in ("8k", "16k"):
+        seconds = sum(float(r[f"dur{rate}"]) for r in rows if r[f"dur{rate}"] != "")
+        counts[f"total_dur{rate}_min"] = round(seconds / 60, 2)
     for key, value in counts.items():
         logging.info("  %-24s %s", key, value)
     logging.info("wrote %s (%d rows) from %s in %.1f s", inventory, len(rows), source, time.time() - start)

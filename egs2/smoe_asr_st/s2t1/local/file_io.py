@@ -38,8 +38,9 @@ def display_path(path: Path | str, cwd: Path | None = None) -> str:
         return str(path)
 
 
-def _replace_atomically(path: Path, lines: Iterable[str]) -> None:
-    # a killed stage leaves the old file or none, never half a file
+def write_lines(path: Path, lines: Iterable[str]) -> None:
+    """Write text lines (each with its line end) through a temporary file: a killed stage leaves
+    the old file or none, never half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -71,7 +72,7 @@ def write_kaldi(path: Path, rows: Mapping[str, str]) -> None:
     for key, value in rows.items():
         if any(c in key + value for c in "\t\n\r") or not key or " " in key:
             raise ValueError(f"{path}: key {key!r}: expected a key without spaces and no tab or line break")
-    _replace_atomically(path, (f"{key} {rows[key]}\n" for key in c_sorted(rows)))
+    write_lines(path, (f"{key} {rows[key]}\n" for key in c_sorted(rows)))
 
 
 def _cell(value) -> str:
@@ -87,7 +88,7 @@ def write_tsv(path: Path, header: Sequence[str], rows: Iterable[Mapping | Sequen
         if len(cells) != len(header):
             raise ValueError(f"{path}: row {len(lines)} has {len(cells)} cells, the header {len(header)}")
         lines.append("\t".join(map(_cell, cells)) + "\n")
-    _replace_atomically(path, lines)
+    write_lines(path, lines)
     return len(lines) - 1
 
 

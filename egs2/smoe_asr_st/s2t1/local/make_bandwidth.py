@@ -30,7 +30,6 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -78,7 +77,7 @@ def write_pcm16(path: Path, wave: torch.Tensor) -> int:
     return clipped
 
 
-def make_pair(row: Dict[str, str], nb_source: str) -> Tuple[torch.Tensor, torch.Tensor]:
+def make_pair(row: dict[str, str], nb_source: str) -> tuple[torch.Tensor, torch.Tensor]:
     wb = read_audio(row["wav16k"], 16000)
     if nb_source == "real":
         nb = upsample_to_16k(read_audio(row["wav8k"], 8000), 8000)
@@ -87,7 +86,7 @@ def make_pair(row: Dict[str, str], nb_source: str) -> Tuple[torch.Tensor, torch.
     return nb, wb
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     start = time.time()
@@ -101,7 +100,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.error("inventory %s not found: run local/fetch_asterisk.py first", args.inventory)
         return 1
     rows = read_tsv(args.inventory)
-    out_rows: List[Dict[str, object]] = []
+    out_rows: list[dict[str, object]] = []
     status_counts: Counter = Counter()
     total_clipped = 0
     seconds = 0.0
@@ -125,12 +124,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                     out["detail"] = f"nb {nb.shape[-1]} vs wb {wb.shape[-1]} samples at 16 kHz"
                 else:
                     n = min(nb.shape[-1], wb.shape[-1])
-                    nb_path = out_dir / "nb" / f"{flat_name(name)}.wav"
-                    wb_path = out_dir / "wb" / f"{flat_name(name)}.wav"
-                    total_clipped += write_pcm16(nb_path, nb[..., :n])
-                    total_clipped += write_pcm16(wb_path, wb[..., :n])
-                    out.update(nb_wav=display_path(nb_path), wb_wav=display_path(wb_path),
-                               samples=n, duration=n / TARGET_RATE)
+                    for bw, wave in (("nb", nb), ("wb", wb)):
+                        path = out_dir / bw / f"{flat_name(name)}.wav"
+                        total_clipped += write_pcm16(path, wave[..., :n])
+                        out[f"{bw}_wav"] = display_path(path)
+                    out.update(samples=n, duration=n / TARGET_RATE)
                     seconds += n / TARGET_RATE
             except Exception as exc:  # noqa: BLE001 - recorded as a status, never dropped
                 out["status"], out["detail"] = "corrupt_audio", f"{type(exc).__name__}: {exc}"

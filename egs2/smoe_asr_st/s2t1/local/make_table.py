@@ -45,12 +45,13 @@ import shutil
 import statistics
 import sys
 import textwrap
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from espnet_smoe.reporter_stats import read_reporter_stats
 from local.data_dir import BANDWIDTH_TOKENS
-from local.score import ScoreError, environment_info
+from local.score import ScoreError, environment_info, split_words
 from local.significance import compare_runs
 
 
@@ -127,11 +128,6 @@ class Run:
         return max(self.step_times) if self.step_times else None
 
 
-def split_words(items: list[str] | None) -> list[str]:
-    """Flattens options given as one quoted string or several words."""
-    return [w for item in items or [] for w in item.split()]
-
-
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -161,18 +157,13 @@ def load_run(variant: str, seed: str, exp_dir: Path) -> Run:
     return run
 
 
-def group_of(test_set: str, bandwidth: str) -> str:
-    """``tts_ui_test_nb`` on nb -> ``tts_ui_test``; other names stay whole."""
-    return test_set.removesuffix(f"_{bandwidth}")
-
-
-def stats(values: list[float | None]) -> dict:
-    """Mean, sample std, min, max and count of the values that are not None."""
-    present = [v for v in values if v is not None]
+def seed_cell(values: dict[str, float | None]) -> dict:
+    """Mean, sample std, min, max and count of the seeds' values that are not None, and the values."""
+    present = [v for v in values.values() if v is not None]
     if not present:
-        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0, "values": values}
     return {"mean": statistics.fmean(present), "std": statistics.stdev(present) if len(present) > 1 else None,
-            "min": min(present), "max": max(present), "n": len(present)}
+            "min": min(present), "max": max(present), "n": len(present), "values": values}
 
 
 def collect_test_sets(runs: list[Run], wanted: list[str] | None) -> list[tuple[str, str, str]]:
@@ -189,7 +180,8 @@ def collect_test_sets(runs: list[Run], wanted: list[str] | None) -> list[tuple[s
                 continue
             if seen.setdefault(name, bandwidth) != bandwidth:
                 raise TableError(f"test set {name} has results on both {seen[name]} and {bandwidth}")
-    triples = [(group_of(t, seen[t]), seen[t], t) for t in wanted or list(seen) if t in seen]
+    # the group: ``tts_ui_test_nb`` on nb -> ``tts_ui_test``; other names stay whole
+    triples = [(t.removesuffix(f"_{seen[t]}"), seen[t], t) for t in wanted or list(seen) if t in seen]
     groups = list(dict.fromkeys(g for g, _, _ in triples))
     rank = {bw: i for i, bw in enumerate(BANDWIDTH_ORDER)}
     return sorted(triples, key=lambda x: (groups.index(x[0]), rank.get(x[1], len(rank)), x[1]))
@@ -222,20 +214,18 @@ def build_table(runs: list[Run], variants: list[str], seeds: list[str], names: d
                 per_seed[run.seed] = None if value is None else float(value)
                 if entry is not None and "num_utts" in entry:
                     num_utts.setdefault(test_set, entry["num_utts"])
-            cells[f"{group}.{metric.key}_{bw}"] = {**stats(list(per_seed.values())), "values": per_seed}
+            cells[f"{group}.{metric.key}_{bw}"] = seed_cell(per_seed)
         params = {}
         for key in ("total_params", "active_params"):
             found = {r.model_info.get(key) for r in variant_runs if r.model_info and r.model_info.get(key)}
             if len(found) > 1:
                 warnings.append(f"{names[variant]}: {key} differs between seeds ({sorted(found)})")
             params[key] = min(found) if found else None
-        step = {r.seed: r.step_time for r in variant_runs}
-        valid_acc = {r.seed: r.best_valid_acc for r in variant_runs}
         rows.append({
             "variant": variant, "name": names[variant], "exp_dirs": {r.seed: str(r.exp_dir) for r in variant_runs},
             "runs_with_results": sum(r.results is not None for r in variant_runs), "cells": cells, **params,
-            "step_time": {**stats(list(step.values())), "values": step},
-            "valid_acc": {**stats(list(valid_acc.values())), "values": valid_acc},
+            "step_time": seed_cell({r.seed: r.step_time for r in variant_runs}),
+            "valid_acc": seed_cell({r.seed: r.best_valid_acc for r in variant_runs}),
             "epochs": {r.seed: r.epochs for r in variant_runs},
             "iterations": {r.seed: r.iterations for r in variant_runs},
         })  # fmt: skip
@@ -270,12 +260,8 @@ def build_table(runs: list[Run], variants: list[str], seeds: list[str], names: d
 def header_info(runs: list[Run], command: str, note: str | None = None) -> dict:
     """Command, machine, revision and note of this table and of the runs' scoring."""
     env = environment_info()
-    scored: dict[tuple, int] = {}
-    for run in runs:
-        if run.environment:
-            e = run.environment
-            key = (e.get("hostname"), e.get("cpu"), e.get("gpu"), e.get("git_revision"))
-            scored[key] = scored.get(key, 0) + 1
+    scored = Counter((e.get("hostname"), e.get("cpu"), e.get("gpu"), e.get("git_revision"))
+                     for e in (run.environment for run in runs) if e)
     return {
         "command": command, "note": note, "date": env["date"],
         "machine": {"hostname": env["hostname"], "cpu": env["cpu"], "gpu": env["gpu"]},

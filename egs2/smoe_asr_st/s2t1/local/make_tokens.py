@@ -37,16 +37,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
 
 import sentencepiece as spm
 
 from local.data_dir import BANDWIDTH_TOKENS, LANG_TOKEN, NA_TOKEN, NOTIME_TOKEN, PROMPT_RE, TASK_TOKENS, prompt_text
-from local.file_io import read_kaldi
+from local.file_io import read_kaldi, write_lines
 from local.log import setup_logging
 
 GUIDING_TOKENS = [*TASK_TOKENS.values(), *BANDWIDTH_TOKENS.values()]
@@ -56,7 +54,7 @@ SPM_RESERVED = 3  # <unk> <s> </s> at ids 0..2
 SPACE = "\u2581"
 
 
-def timestamp_tokens(which: str = "ends", last: float = 30.0, step: float = 0.02) -> List[str]:
+def timestamp_tokens(which: str = "ends", last: float = 30.0, step: float = 0.02) -> list[str]:
     """``ends``: ``<0.00> <30.00>`` (enough for untimed text); ``all``: OWSM's full range."""
     if which == "ends":
         return [f"<{0:.2f}>", f"<{last:.2f}>"]
@@ -66,7 +64,7 @@ def timestamp_tokens(which: str = "ends", last: float = 30.0, step: float = 0.02
     return [f"<{i * step:.2f}>" for i in range(n + 1)]
 
 
-def user_symbols(timestamps: str = "ends") -> List[str]:
+def user_symbols(timestamps: str = "ends") -> list[str]:
     return GUIDING_TOKENS + S2T_TOKENS + timestamp_tokens(timestamps)
 
 
@@ -83,20 +81,20 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def training_sentences(text_file: Path) -> List[str]:
+def training_sentences(text_file: Path) -> list[str]:
     """Unique plain sentences of a S2T ``text`` file, in first-seen order."""
     sentences = (PROMPT_RE.sub("", text).strip() for text in read_kaldi(text_file).values())
     return list(dict.fromkeys(s for s in sentences if s))
 
 
-def build_token_list(sp: spm.SentencePieceProcessor) -> List[str]:
+def build_token_list(sp: spm.SentencePieceProcessor) -> list[str]:
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
     if pieces[:SPM_RESERVED] != ["<unk>", "<s>", "</s>"]:
         raise AssertionError(f"unexpected sentencepiece reserved pieces {pieces[:SPM_RESERVED]}")
     return ["<blank>", "<unk>"] + pieces[SPM_RESERVED:] + TAIL_TOKENS
 
 
-def check_token_list(tokens: List[str], sp: spm.SentencePieceProcessor, timestamps: str = "ends") -> None:
+def check_token_list(tokens: list[str], sp: spm.SentencePieceProcessor, timestamps: str = "ends") -> None:
     if len(set(tokens)) != len(tokens):
         dup = sorted({t for t in tokens if tokens.count(t) > 1})
         raise AssertionError(f"duplicate tokens: {dup[:10]}")
@@ -119,7 +117,7 @@ def check_token_list(tokens: List[str], sp: spm.SentencePieceProcessor, timestam
         raise AssertionError(f"{probe!r} -> {pieces}: first piece must be the lone {SPACE!r}")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     start = time.time()
@@ -165,9 +163,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.warning("corpus too small for %d pieces: learned %d", learned_target, learned)
     tokens = build_token_list(sp)
     check_token_list(tokens, sp, args.timestamps)
-    tmp = out_dir / "tokens.txt.tmp"
-    tmp.write_text("\n".join(tokens) + "\n", encoding="utf-8")
-    shutil.move(tmp, out_dir / "tokens.txt")
+    write_lines(out_dir / "tokens.txt", (token + "\n" for token in tokens))
     logging.info("token list %s: %d tokens (%d learned pieces + %d specials + <blank> <unk> <sos> <eos> <sop>)",
                  out_dir / "tokens.txt", len(tokens), learned, len(symbols))
     probe = prompt_text("st_fra", "bonjour")

@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import unicodedata
+from collections import Counter
 from pathlib import Path
 
 from local.data_dir import BANDWIDTH_TOKENS
@@ -76,11 +77,10 @@ def read_bandwidth(path: Path) -> str:
     values = read_kaldi_text(path)
     if not values:
         raise ScoreError(f"{path} is empty")
-    counts: dict[str, int] = {}
     for utt, value in values.items():
         if value not in BANDWIDTHS:
             raise ScoreError(f"{path}: utterance {utt!r} has bandwidth {value!r}; expected one of {sorted(BANDWIDTHS)}")
-        counts[BANDWIDTHS[value]] = counts.get(BANDWIDTHS[value], 0) + 1
+    counts = Counter(BANDWIDTHS[value] for value in values.values())
     if len(counts) > 1:
         summary = ", ".join(f"{n} {bw}" for bw, n in sorted(counts.items()))
         raise ScoreError(f"{path}: test set mixes bandwidths ({summary}); expected one")
@@ -281,6 +281,11 @@ def _error_table(rows: list[dict], unit: str, prefix: str) -> list[str]:
     return lines
 
 
+def split_words(items: list[str] | None) -> list[str]:
+    """Flattens options given as one quoted string (as run.sh passes lists) or several words."""
+    return [w for item in items or [] for w in item.split()]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -293,9 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out_dir", type=Path, required=True, help="e.g. exp/<tag>")
     parser.add_argument("--tag", default=None, help="experiment name (default: the out_dir name)")
     args = parser.parse_args(argv)
-    # run.sh passes the lists as one quoted string each.
-    test_sets = [t for item in args.test_sets for t in item.split()]
-    tasks = [t for item in args.tasks for t in item.split()]
+    test_sets, tasks = split_words(args.test_sets), split_words(args.tasks)
 
     normalization = dict(NORMALIZATION)
     results = []

@@ -57,7 +57,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Iterable
 
 from local.asterisk_data import is_silence, normalize_text, prompt_family, utt_base
 from local.data_dir import add_recording, new_files, write_data_dir
@@ -102,7 +102,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- filtering
-def skip_reason(row: Dict[str, str], bw: Dict[str, str], min_dur: float, max_dur: float) -> Optional[Tuple[str, str]]:
+def skip_reason(row: dict[str, str], bw: dict[str, str], min_dur: float, max_dur: float) -> tuple[str, str] | None:
     """The first filter (see the module docstring) that an inventory row fails: (reason, detail), or None."""
     status = bw["status"]
     if is_silence(row["name"]):
@@ -130,18 +130,17 @@ def skip_reason(row: Dict[str, str], bw: Dict[str, str], min_dur: float, max_dur
     return None
 
 
-def skip_record(name: str, scope: str, split: str, reason: str, detail: str) -> Dict[str, str]:
+def skip_record(name: str, scope: str, split: str, reason: str, detail: str) -> dict[str, str]:
     """A row of skipped.tsv."""
     return {"name": name, "scope": scope, "split": split, "reason": reason, "detail": detail}
 
 
-def filter_prompts(
-    inventory: List[Dict[str, str]], bandwidth: Dict[str, Dict[str, str]], min_dur: float, max_dur: float,
-) -> Tuple[List[Prompt], List[Dict[str, str]]]:
+def filter_prompts(inventory: list[dict[str, str]], bandwidth: dict[str, dict[str, str]], min_dur: float,
+                   max_dur: float) -> tuple[list[Prompt], list[dict[str, str]]]:
     """Apply the filters; returns kept prompts and skip records (scope 'prompt')."""
-    kept: List[Prompt] = []
-    skips: List[Dict[str, str]] = []
-    seen_ids: Dict[str, str] = {}
+    kept: list[Prompt] = []
+    skips: list[dict[str, str]] = []
+    seen_ids: dict[str, str] = {}
     for row in inventory:
         name, bw = row["name"], bandwidth[row["name"]]
         reason = skip_reason(row, bw, min_dur, max_dur)
@@ -170,10 +169,10 @@ def text_key(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
-def split_units(prompts: List[Prompt]) -> Dict[str, str]:
+def split_units(prompts: list[Prompt]) -> dict[str, str]:
     """Family -> split unit: families sharing an identical English transcript
     (``text_key``) are merged (union-find), so no sentence is in two splits."""
-    parent: Dict[str, str] = {}
+    parent: dict[str, str] = {}
 
     def find(f: str) -> str:
         parent.setdefault(f, f)
@@ -182,7 +181,7 @@ def split_units(prompts: List[Prompt]) -> Dict[str, str]:
             f = parent[f]
         return f
 
-    first_family: Dict[str, str] = {}
+    first_family: dict[str, str] = {}
     for p in sorted(prompts, key=lambda p: p.name):
         find(p.family)
         key = text_key(p.en)
@@ -192,19 +191,14 @@ def split_units(prompts: List[Prompt]) -> Dict[str, str]:
                 parent[max(a, b)] = min(a, b)
         else:
             first_family[key] = p.family
-    members: Dict[str, List[str]] = defaultdict(list)
+    members: dict[str, list[str]] = defaultdict(list)
     for f in parent:
         members[find(f)].append(f)
     return {f: "+".join(sorted(members[find(f)])) for f in parent}
 
 
-def assign_families(
-    prompts: List[Prompt],
-    train_only: Iterable[str],
-    dev_frac: float,
-    test_frac: float,
-    seed: int,
-) -> Tuple[Dict[str, str], Dict[str, str]]:
+def assign_families(prompts: list[Prompt], train_only: Iterable[str], dev_frac: float, test_frac: float,
+                    seed: int) -> tuple[dict[str, str], dict[str, str]]:
     """Returns (family -> split, family -> unit); deterministic for a seed.
 
     Units (``split_units``) are assigned as wholes; a unit holding a train-only
@@ -254,9 +248,8 @@ def assign_families(
     return {f: split[u] for f, u in unit_of.items()}, unit_of
 
 
-def take_slice(
-    by_split: Dict[str, List[Prompt]], max_prompts: int, seed: int
-) -> Tuple[Dict[str, List[Prompt]], List[Prompt]]:
+def take_slice(by_split: dict[str, list[Prompt]], max_prompts: int,
+               seed: int) -> tuple[dict[str, list[Prompt]], list[Prompt]]:
     """Seeded slice of max_prompts prompts, every split non-empty; returns (kept, dropped)."""
     total = sum(len(v) for v in by_split.values())
     if max_prompts <= 0 or max_prompts >= total:
@@ -285,7 +278,7 @@ def _wav_path(path: str, absolute: bool) -> str:
     return out
 
 
-def write_train_dir(out: Path, prompts: List[Prompt], absolute: bool) -> Dict[str, int]:
+def write_train_dir(out: Path, prompts: list[Prompt], absolute: bool) -> dict[str, int]:
     """data/train, data/dev: (prompt, bw) x (asr, st_fra), utt ids ``<base>_asr``/``<base>_st_fra``."""
     files, counts = new_files(), Counter()
     for p in prompts:
@@ -297,7 +290,7 @@ def write_train_dir(out: Path, prompts: List[Prompt], absolute: bool) -> Dict[st
     return dict(counts)
 
 
-def write_test_dir(out: Path, prompts: List[Prompt], bw: str, absolute: bool) -> Dict[str, int]:
+def write_test_dir(out: Path, prompts: list[Prompt], bw: str, absolute: bool) -> None:
     """data/test_nb, data/test_wb: utt id ``<base>``, with the references text.asr and text.st_fra."""
     files = new_files()
     for p in prompts:
@@ -306,11 +299,10 @@ def write_test_dir(out: Path, prompts: List[Prompt], bw: str, absolute: bool) ->
         wav = _wav_path(p.nb_wav if bw == "nb" else p.wb_wav, absolute)
         add_recording(files, utt_base(p.name, bw), wav, bw, p.en, p.fr, test=True)
     write_data_dir(out, files)
-    return {"utts": len(prompts)}
 
 
 # --------------------------------------------------------------------------- main
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     start = time.time()
@@ -336,7 +328,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.error("%s", exc)
         return 1
 
-    by_split: Dict[str, List[Prompt]] = defaultdict(list)
+    by_split: dict[str, list[Prompt]] = defaultdict(list)
     for p in kept:
         p.split = fam_split[p.family]
         if p.split == "test" and not p.fr:
@@ -361,7 +353,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if fam_sets[a] & fam_sets[b]:
             raise AssertionError(f"families in both {a} and {b}: {fam_sets[a] & fam_sets[b]}")
 
-    summary: Dict[str, object] = {"nb_source": ",".join(sorted(nb_sources)),
+    summary: dict[str, object] = {"nb_source": ",".join(sorted(nb_sources)),
                                   "min_dur": args.min_dur, "max_dur": args.max_dur, "seed": args.seed}
     for s in ("train", "dev"):
         counts = write_train_dir(args.data_dir / s, by_split[s], args.abs_paths)
@@ -372,12 +364,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     summary["test"] = {"prompts": len(by_split["test"]), "families": len(fam_sets["test"]),
                        "utts_per_set": len(by_split["test"]),
                        "minutes_per_bw": round(sum(p.duration for p in by_split["test"]) / 60, 2)}
-    all_kept = [p for s in SPLITS for p in by_split[s]]
-    summary["max_duration_kept"] = round(max(p.duration for p in all_kept), 3)
+    summary["max_duration_kept"] = round(max(p.duration for s in SPLITS for p in by_split[s]), 3)
 
     skip_counts = Counter((r["scope"], r["reason"]) for r in skips)
     summary["skipped"] = {f"{scope}:{reason}": n for (scope, reason), n in sorted(skip_counts.items())}
-    args.local_dir.mkdir(parents=True, exist_ok=True)
     write_tsv(args.local_dir / "skipped.tsv", SKIP_COLUMNS,
               sorted(skips, key=lambda r: (r["scope"], r["reason"], r["name"])))
     fam_rows = []

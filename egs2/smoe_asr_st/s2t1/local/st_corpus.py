@@ -267,13 +267,11 @@ def record_job(records: Path, job: dict, done: dict) -> None:
 
     Not when its audio was missing or unreadable: a rerun tries again (the file may be fixed).
     """
+    from local.file_io import write_lines
+
     if any(r["status"] in ("missing_audio", "unreadable_audio") for r in done["results"]):
         return
-    path = Path(records) / job["set"] / f"{_job_digest(job)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(done, ensure_ascii=False))
-    tmp.replace(path)
+    write_lines(Path(records) / job["set"] / f"{_job_digest(job)}.json", [json.dumps(done, ensure_ascii=False)])
 
 
 def finished_job(records: Path, job: dict) -> dict | None:

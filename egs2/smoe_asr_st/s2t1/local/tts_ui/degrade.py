@@ -57,20 +57,15 @@ def _rir_job(room: dict) -> tuple[str, np.ndarray]:
     return room["room"], compute_rir(room)
 
 
-def load_room_bank(plan_dir: Path, cache: Path, rooms_needed: set[str], nj: int) -> dict[str, np.ndarray]:
-    """RIRs of the rooms the plan uses (computed in parallel once, cached as .npy files)."""
-    rooms = {r["room"]: r for bank in json.loads((Path(plan_dir) / "rooms.json").read_text()).values() for r in bank}
+def load_room_bank(rooms: dict[str, dict], cache: Path, rooms_needed: set[str], nj: int) -> dict[str, np.ndarray]:
+    """RIRs of the rooms (``rooms.json`` of the plan) the plan uses, computed in parallel once, cached as .npy files."""
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
-    todo, rirs = [], {}
-    for name in sorted(rooms_needed):
-        path = cache / f"{name}-{item_digest(rooms[name])}.npy"
-        if path.exists():
-            rirs[name] = np.load(path)
-        else:
-            todo.append(rooms[name])
+    paths = {name: cache / f"{name}-{item_digest(rooms[name])}.npy" for name in sorted(rooms_needed)}
+    rirs = {name: np.load(path) for name, path in paths.items() if path.exists()}
+    todo = [rooms[name] for name in paths if name not in rirs]
     for name, rir in parallel_map(_rir_job, todo, nj, desc="room responses", unit="room"):
-        np.save(cache / f"{name}-{item_digest(rooms[name])}.npy", rir)
+        np.save(paths[name], rir)
         rirs[name] = rir
     return rirs
 
@@ -215,7 +210,7 @@ def run_channel(work_dir: Path, audio_dir: Path, nj: int = 1, seed: int | None =
         logging.warning("%d planned utterances have no clean audio (TTS failed or not run): %s ...",
                         len(missing_clean), " ".join(missing_clean[:5]))
     logging.info("channel: %d utterances to process (%d room responses needed)", len(jobs), len(needed_rooms))
-    rirs = load_room_bank(plan_dir, work_dir / "rooms", needed_rooms, nj)
+    rirs = load_room_bank(rooms, work_dir / "rooms", needed_rooms, nj)
     ctx = {"audio_dir": str(audio_dir), "seed": seed, "rirs": rirs}
     by_key = {(s, it["utt"]): it for s, it, _ in jobs}
     failures = []

@@ -6,9 +6,9 @@ on a rerun, files whose digest still matches the plan are kept and the others ar
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from local.file_io import write_lines
 from local.stage import config_digest
 
 
@@ -48,10 +48,6 @@ class Manifest:
     def compact(self, keep: set[str]) -> None:
         """Rewrite the manifest with only ``keep`` (the current plan's utterances)."""
         self.close()
-        tmp = self.path.with_name("manifest.tsv.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for utt in sorted(u for u in self.done if u in keep):
-                digest, seconds = self.done[utt]
-                f.write(f"{utt}\t{digest}\t{seconds:.3f}\n")
-        os.replace(tmp, self.path)
         self.done = {u: v for u, v in self.done.items() if u in keep}
+        lines = (f"{utt}\t{digest}\t{seconds:.3f}\n" for utt, (digest, seconds) in sorted(self.done.items()))
+        write_lines(self.path, lines)

@@ -91,10 +91,8 @@ def run_speech(
     plan_dir = work_dir / "plan"
     if cfg is not None or not (plan_dir / "config.json").exists():
         write_plans(work_dir / "text", plan_dir, cfg or PlanConfig())
-    engines = set()
     plans = {s: read_plan(plan_dir, s) for s in splits}
-    for items in plans.values():
-        engines.update(VOICE_BY_ID[i["voice"]].engine for i in items)
+    engines = {VOICE_BY_ID[i["voice"]].engine for items in plans.values() for i in items}
     if runtime is None and engines:
         runtime = debian.resolve_tts(cache_dir, sorted(engines))
     if runtime is not None:

@@ -87,9 +87,7 @@ def scan_catalog(mo_path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, 
     """(kept (en, fr) pairs in catalog order, skipped (reason, en, fr), number of entries)."""
     kept, skipped = [], []
     entries = polib.mofile(str(mo_path))
-    n = 0
     for entry in entries:
-        n += 1
         plural = bool(entry.msgid_plural)
         fr = entry.msgstr_plural.get(0, "") if plural else entry.msgstr
         reason, en_n, fr_n = check_pair(entry.msgid, fr, plural=plural)
@@ -97,7 +95,7 @@ def scan_catalog(mo_path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, 
             kept.append((en_n, fr_n))
         else:
             skipped.append((reason, entry.msgid, fr))
-    return kept, skipped, n
+    return kept, skipped, len(entries)
 
 
 def _scan_package(job: tuple[str, str, str, str]) -> list[dict]:
@@ -272,13 +270,7 @@ def build_text(
 
     apt = apt or debian.PrivateApt(cache_dir / "apt", languages=("en", LANG))
     # 1. fetch
-    if offline:
-        debs = {p: debian.cached_deb(deb_dir, p) for p in packages}
-        missing = [p for p, d in debs.items() if d is None]
-        if missing:
-            raise debian.DebianError(f"--offline but no cached .deb in {deb_dir} for: {' '.join(missing)}")
-    else:
-        debs = apt.download(packages, deb_dir) if packages else {}
+    debs = apt.download(packages, deb_dir, offline) if packages else {}
 
     # 2. extract + filter, one package per job
     jobs = [(p, str(d), str(cache_dir / "mo" / LANG), LANG) for p, d in sorted(debs.items())]
@@ -309,13 +301,8 @@ def build_text(
     if ddtp:
         if ddtp_lists:
             en_path, fr_path = ddtp_lists
-        elif offline:
-            en_path, fr_path = (sorted(apt.lists.glob(f"*_i18n_Translation-{lang}*")) for lang in ("en", LANG))
-            if not en_path or not fr_path:
-                raise debian.DebianError(f"--offline but no Translation-en/-{LANG} list under {apt.lists}")
-            en_path, fr_path = en_path[0], fr_path[0]
         else:
-            en_path, fr_path = apt.translation_list("en"), apt.translation_list(LANG)
+            en_path, fr_path = apt.translation_list("en", offline), apt.translation_list(LANG, offline)
         logging.info("DDTP: aligning %s with %s", Path(en_path).name, Path(fr_path).name)
         en_list = parse_translation_list(debian.read_list_file(en_path), "en")
         fr_list = parse_translation_list(debian.read_list_file(fr_path), LANG)
@@ -364,11 +351,9 @@ def build_text(
             skip("ddtp" if split == "ddtp_test" else "gettext", catalog, "not_sampled", en, fr)
         rows = [(f"{split}-{i:06d}", catalog, en, fr) for i, (catalog, en, fr) in enumerate(chosen)]
         write_tsv(out / f"{split}.tsv", ("text_id", "catalog", "en", "fr"), rows)
-        for _, catalog, _, _ in rows:
-            sampled_per_catalog[catalog if split != "ddtp_test" else DDTP_CATALOG] += 1
+        sampled_per_catalog.update(DDTP_CATALOG if split == "ddtp_test" else catalog for catalog, _, _ in chosen)
         summary_splits[split] = {
-            "catalogs": sorted({c.split("/")[0] if split == "ddtp_test" else c for c, _, _ in pool})
-            if split != "ddtp_test" else [DDTP_CATALOG],
+            "catalogs": [DDTP_CATALOG] if split == "ddtp_test" else sorted({c for c, _, _ in pool}),
             "pool": len(pool), "sampled": len(chosen), "requested": wanted[split],
         }
         logging.info("%-9s: %3d catalogs, %6d speakable pairs, %6d sampled (requested %d)", split,
