@@ -113,6 +113,8 @@ class Run:
     environment: dict | None = None  # results.json "environment"
     step_times: dict[int, float] = field(default_factory=dict)  # epoch -> s/iter
     valid_accs: dict[int, float] = field(default_factory=dict)  # epoch -> dev acc (0-1)
+    # task -> epoch -> dev attention loss of that task's rows (the model's loss_att_<task>)
+    task_losses: dict[str, dict[int, float]] = field(default_factory=dict)
     iterations: int | None = None  # cumulative iteration count at the last epoch
 
     @property
@@ -152,6 +154,9 @@ def load_run(variant: str, seed: str, exp_dir: Path) -> Run:
                 run.step_times[epoch] = train["train_time"]
             if "acc" in valid:
                 run.valid_accs[epoch] = valid["acc"]
+            for key, value in valid.items():
+                if key.startswith("loss_att_") and value is not None and math.isfinite(value):
+                    run.task_losses.setdefault(key[len("loss_att_"):], {})[epoch] = value
             if "total_count" in train:
                 run.iterations = int(train["total_count"])
     return run
@@ -164,6 +169,17 @@ def seed_cell(values: dict[str, float | None]) -> dict:
         return {"mean": None, "std": None, "min": None, "max": None, "n": 0, "values": values}
     return {"mean": statistics.fmean(present), "std": statistics.stdev(present) if len(present) > 1 else None,
             "min": min(present), "max": max(present), "n": len(present), "values": values}
+
+
+def mean_curves(runs: list[Run]) -> dict[str, dict[int, float]]:
+    """task -> epoch -> dev loss of that task, the mean over the runs (seeds) that logged it."""
+    tasks = sorted({task for run in runs for task in run.task_losses})
+    curves = {}
+    for task in tasks:
+        epochs = sorted({e for run in runs for e in run.task_losses.get(task, {})})
+        curves[task] = {e: statistics.fmean(r.task_losses[task][e] for r in runs
+                                            if e in r.task_losses.get(task, {})) for e in epochs}
+    return curves
 
 
 def collect_test_sets(runs: list[Run], wanted: list[str] | None) -> list[tuple[str, str, str]]:
@@ -226,6 +242,7 @@ def build_table(runs: list[Run], variants: list[str], seeds: list[str], names: d
             "runs_with_results": sum(r.results is not None for r in variant_runs), "cells": cells, **params,
             "step_time": seed_cell({r.seed: r.step_time for r in variant_runs}),
             "valid_acc": seed_cell({r.seed: r.best_valid_acc for r in variant_runs}),
+            "dev_task_loss": mean_curves(variant_runs),
             "epochs": {r.seed: r.epochs for r in variant_runs},
             "iterations": {r.seed: r.iterations for r in variant_runs},
         })  # fmt: skip
@@ -375,7 +392,8 @@ def table_markdown(table: dict, title: str, spread: str, image: str | None) -> s
 
 def plot(table: dict, path: Path, title: str, spread: str) -> None:
     """One row of panels per test set (a panel per metric: bandwidths x variants, error bars =
-    the spread), and a last row with parameters, step time and dev accuracy."""
+    the spread), a row with parameters, step time and dev accuracy, and, when the runs logged
+    them, a row of per-task dev-loss curves (a panel per task, a line per variant)."""
     import matplotlib
 
     matplotlib.use("Agg")  # No display on the training machines.
@@ -384,8 +402,10 @@ def plot(table: dict, path: Path, title: str, spread: str) -> None:
     groups = list(dict.fromkeys(c["group"] for c in table["columns"]))
     metric_keys = list(dict.fromkeys(c["metric"] for c in table["columns"]))
     rows = table["rows"]
-    ncols = max(len(metric_keys), 2)
-    fig, axes = plt.subplots(len(groups) + 1, ncols, figsize=(4.6 * ncols, 3.4 * (len(groups) + 1)), squeeze=False)
+    tasks = sorted({task for r in rows for task in r.get("dev_task_loss", {})})
+    ncols = max(len(metric_keys), 2, len(tasks))
+    nrows = len(groups) + 1 + bool(tasks)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
     width = 0.8 / max(len(rows), 1)
     names = {t["group"]: t["name"] for t in table["test_sets"]}
 
@@ -433,6 +453,19 @@ def plot(table: dict, path: Path, title: str, spread: str) -> None:
         ax.set_xticks(xs, [r["name"] for r in rows], rotation=30, ha="right", fontsize=7)
     for ax in cost[3:]:
         ax.axis("off")
+    if tasks:
+        for ti, ax in enumerate(axes[-1]):
+            if ti >= len(tasks):
+                ax.axis("off")
+                continue
+            for r in rows:
+                curve = r.get("dev_task_loss", {}).get(tasks[ti], {})
+                if curve:
+                    epochs = sorted(curve, key=int)
+                    ax.plot([int(e) for e in epochs], [curve[e] for e in epochs], marker=".", label=r["name"])
+            ax.set_title(f"dev attention loss per utterance, task {tasks[ti]} (mean over seeds)", fontsize=9)
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.legend(fontsize=6)
     if groups:
         axes[0][0].legend(fontsize=6)
     machine = table["header"]["machine"]

@@ -10,12 +10,14 @@ import torch
 from local import make_table
 
 
-def write_checkpoint(exp_dir, epochs):
-    """checkpoint.pth with ESPnet's reporter state: epochs are (train_time, valid acc, total_count)."""
+def write_checkpoint(exp_dir, epochs, valid_extra=None):
+    """checkpoint.pth with ESPnet's reporter state: epochs are (train_time, valid acc, total_count);
+    valid_extra: epoch -> more [valid] values (e.g. loss_att_asr)."""
     stats = {
         epoch: {"train": {"train_time": t, "acc": 0.999, "loss": 74.2, "total_count": count,
                           "time": {"__timedelta_seconds__": 50.0}},
-                "valid": {"acc": acc, "loss": 82.8, "total_count": 10, "time": {"__timedelta_seconds__": 2.1}}}
+                "valid": {"acc": acc, "loss": 82.8, "total_count": 10, "time": {"__timedelta_seconds__": 2.1},
+                          **(valid_extra or {}).get(epoch, {})}}
         for epoch, (t, acc, count) in enumerate(epochs, 1)
     }  # fmt: skip
     torch.save({"model": {}, "reporter": {"stats": stats, "epoch": len(epochs)}}, exp_dir / "checkpoint.pth")
@@ -338,3 +340,22 @@ def test_paired_bootstrap_against_the_baseline(tmp_path):
     assert c["baseline"] == pytest.approx(100 * 5 / 7) and c["system"] == 0.0
     assert c["ci_high"] < 0 and c["p_value"] < 0.05 and c["seeds"] == [1, 1]
     assert "### Paired bootstrap against hard sharing" in (out / "table.md").read_text()
+
+
+def test_per_task_dev_loss_curves_averaged_over_seeds(exps):
+    """The model's loss_att_<task> dev values per epoch: mean over the seeds that logged them."""
+    write_checkpoint(exps / "exp/tts_ui_hard_sharing_seed1", [(0.5, 0.3, 100), (0.7, 0.4, 200)],
+                     {1: {"loss_att_asr": 10.0, "loss_att_st_fra": 30.0}, 2: {"loss_att_asr": 8.0}})
+    write_checkpoint(exps / "exp/tts_ui_hard_sharing_seed2", [(0.4, 0.35, 100), (0.6, 0.3, 200)],
+                     {1: {"loss_att_asr": 12.0, "loss_att_st_fra": float("nan")}, 2: {"loss_att_asr": 6.0}})
+    _, out, table = run_table(exps)
+    curves = row(table, "hard_sharing")["dev_task_loss"]
+    assert curves == {"asr": {"1": pytest.approx(11.0), "2": pytest.approx(7.0)}, "st_fra": {"1": 30.0}}
+    assert row(table, "smoe_encdec")["dev_task_loss"] == {}  # these runs logged none
+    from PIL import Image
+
+    with_curves = Image.open(out / "table.png").size
+    for seed in ("1", "2"):
+        write_checkpoint(exps / f"exp/tts_ui_hard_sharing_seed{seed}", [(0.5, 0.3, 100), (0.7, 0.4, 200)])
+    _, out, _ = run_table(exps)
+    assert with_curves[1] > Image.open(out / "table.png").size[1]  # one more row of panels
