@@ -115,8 +115,10 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
                 continue
             fi
             while [ "$(jobs -rp | wc -l)" -ge "${parallel_runs}" ]; do wait -n || true; done
-            if [ "${keep_going}" != true ] && compgen -G "${table_dir}/logs/*.failed" > /dev/null; then
-                break 2
+            if [ "${keep_going}" != true ]; then  # only this call's runs: older markers do not count
+                for done_tag in "${started[@]}"; do
+                    [ ! -f "${table_dir}/logs/${done_tag}.failed" ] || break 3
+                done
             fi
             log "Stage 2: ${tag}: train, decode, score, pack (run.sh stages 8-11) -> exp/${tag}, OMP_NUM_THREADS=${OMP_NUM_THREADS}"
             run_one "${v}" "${seed}" "${tag}" &
