@@ -247,10 +247,14 @@ def run(a: argparse.Namespace) -> int:
                 logs, "decode", env, deadline - a.table_reserve_s)
             phase("decode", t)
         t = time.time()
+        # Pack once before the table: on the device, loading each checkpoint for its reporter took
+        # ~25 s, and a command killed at its limit inside this phase returned nothing at all.
+        pack_results(out, tags)
         for tag in tags:  # per-epoch times and losses of each run (its checkpoint does not travel back)
             if (RECIPE / "exp" / tag / "checkpoint.pth").exists():
                 sh([a.python, "-m", "espnet_smoe.reporter_stats", f"exp/{tag}", "--out",
-                    f"exp/{tag}/reporter_stats.json"], logs / "table.log", env, timeout=60)
+                    f"exp/{tag}/reporter_stats.json"], logs / "table.log", env,
+                   timeout=max(10.0, min(60.0, deadline - time.time())))
         sh([a.python, "-m", "local.make_table", "--exp_template", "exp/tts_ui_{variant}_seed{seed}", "--variants",
             " ".join(a.variants), "--seeds", " ".join(map(str, a.seeds)), "--out_dir", "exp/table_tts_ui_gpu",
             "--title", "S-MoE vs hard sharing: tts_ui, GPU configs (bf16), time-budgeted training",
@@ -399,7 +403,8 @@ def get_parser() -> argparse.ArgumentParser:
     pr.add_argument("--python", default=sys.executable)
     pr.add_argument("--budget_s", type=float, default=500, help="wall-clock budget of the whole run")
     pr.add_argument("--decode_reserve_s", type=float, default=130, help="kept for decoding, scoring, table")
-    pr.add_argument("--table_reserve_s", type=float, default=40, help="kept for the table and packing")
+    pr.add_argument("--table_reserve_s", type=float, default=90,
+                    help="kept for the reporters (~25 s per run on the GPU machine), the table and packing")
     pr.add_argument("--phases", nargs="+", default=["corpus", "train", "decode"],
                     choices=["corpus", "train", "decode"], help="the table is always made (a rerun can skip phases)")
     pr.add_argument("--ngpu", type=int, default=1, help="0: a CPU rehearsal (with the tiny configs)")
