@@ -211,6 +211,9 @@ def build_table(runs: list[Run], variants: list[str], seeds: list[str], names: d
     columns = [(g, m, bw, t) for g in groups for m in metrics for gg, bw, t in triples if gg == g]
     warnings = []
     for run in runs:
+        if not run.exp_dir.is_dir():  # e.g. a seed that only some variants were trained with
+            warnings.append(f"{run.exp_dir}: not trained (no such folder)")
+            continue
         missing = [f for f, present in (("results.json", run.results is not None),
                                         ("model_info.json", run.model_info is not None),
                                         ("checkpoint.pth reporter", bool(run.step_times))) if not present]

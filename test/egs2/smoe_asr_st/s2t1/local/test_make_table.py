@@ -205,7 +205,7 @@ def test_missing_values_are_dashes_and_warnings(tmp_path):
     warnings = "\n".join(table["warnings"])
     assert "tts_ui_hard_sharing_seed2: no results.json" in warnings
     assert "tts_ui_smoe_encdec_seed1: no model_info.json, checkpoint.pth reporter" in warnings
-    assert "tts_ui_smoe_encdec_seed2: no results.json, model_info.json" in warnings
+    assert "tts_ui_smoe_encdec_seed2: not trained (no such folder)" in warnings
 
 
 def test_no_results_at_all_still_writes_a_table(tmp_path):
