@@ -16,6 +16,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import platform
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -54,12 +55,9 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 def system_codename(default: str = DEFAULT_SUITE) -> str:
     """VERSION_CODENAME of this machine's Debian (the suite whose binaries run here)."""
     try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("VERSION_CODENAME=") and line.split("=", 1)[1].strip():
-                return line.split("=", 1)[1].strip().strip('"')
+        return platform.freedesktop_os_release().get("VERSION_CODENAME") or default
     except OSError:
-        pass
-    return default
+        return default
 
 
 def installed_packages() -> set[str]:

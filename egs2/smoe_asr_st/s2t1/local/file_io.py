@@ -38,6 +38,23 @@ def display_path(path: Path | str, cwd: Path | None = None) -> str:
         return str(path)
 
 
+def name_keys(keys: Iterable[str], limit: int = 10) -> str:
+    """The first ``limit`` keys in byte order, then how many more: for error messages."""
+    keys = c_sorted(keys)
+    more = f" ... and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def key_mismatch(expected: Iterable[str], found: Iterable[str], noun: str, missing: str, extra: str) -> list[str]:
+    """How two key sets differ, e.g. ``["2 key(s) not decoded: a, b"]``; empty when they agree.
+
+    ``missing`` describes the expected keys not found, ``extra`` the found keys not expected.
+    """
+    expected, found = set(expected), set(found)
+    return [f"{len(keys)} {noun}(s) {what}: {name_keys(keys)}"
+            for keys, what in ((expected - found, missing), (found - expected, extra)) if keys]
+
+
 def write_lines(path: Path, lines: Iterable[str]) -> None:
     """Write text lines (each with its line end) through a temporary file: a killed stage leaves
     the old file or none, never half a file."""

@@ -16,8 +16,6 @@ per task); merge this task's. A file written by no job is skipped (e.g. ``text``
 model has no tokenizer); one written by only some jobs is an error. Each merged
 file must hold exactly the decoded keys, otherwise the missing or unexpected
 keys are named.
-
-Like split_keys.py, it imports nothing from ``local`` (its tests run it as a script).
 """
 
 from __future__ import annotations
@@ -26,35 +24,13 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_FILES = ("text", "text_nospecial", "token", "token_int", "score")
+from local.file_io import key_mismatch, read_kaldi, write_lines
 
-# How many keys to name in an error before summarising.
-MAX_NAMED = 10
+DEFAULT_FILES = ("text", "text_nospecial", "token", "token_int", "score")
 
 
 class MergeError(Exception):
     """Inconsistent decoding outputs."""
-
-
-def _name_keys(keys: set[str]) -> str:
-    more = f" ... and {len(keys) - MAX_NAMED} more" if len(keys) > MAX_NAMED else ""
-    return ", ".join(sorted(keys)[:MAX_NAMED]) + more
-
-
-def read_job_lines(path: Path) -> dict[str, str]:
-    """The non-empty ``key value`` lines of a file (value may be empty), keyed by utterance.
-
-    Raises:
-        MergeError: If a key appears twice in the file.
-    """
-    lines: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            key = line.split(maxsplit=1)[0]
-            if key in lines:
-                raise MergeError(f"{path}:{lineno}: duplicate key {key!r}")
-            lines[key] = line
-    return lines
 
 
 def merge(out_dir: Path, nj: int, files: list[str], task: str = "", target_dir: Path | None = None) -> list[str]:
@@ -72,13 +48,14 @@ def merge(out_dir: Path, nj: int, files: list[str], task: str = "", target_dir: 
 
     Raises:
         MergeError: On missing job outputs, duplicate keys or key mismatch.
+        ValueError: On a malformed file (an empty line, a key twice in one file).
     """
     expected: set[str] = set()
     for j in range(1, nj + 1):
         key_file = out_dir / f"keys.{j}.scp"
         if not key_file.is_file():
             raise MergeError(f"{key_file} not found (was the scp split with --nj {nj}?)")
-        expected.update(read_job_lines(key_file))
+        expected.update(read_kaldi(key_file))
     where = f"{out_dir}/output.*/{task + '/' if task else ''}1best_recog"
     merged = []
     for name in files:
@@ -91,18 +68,15 @@ def merge(out_dir: Path, nj: int, files: list[str], task: str = "", target_dir: 
                              f"{', '.join(missing)} (did those jobs fail? see {out_dir}/logs)")
         lines: dict[str, str] = {}
         for path in paths:
-            for key, line in read_job_lines(path).items():
+            for key, value in read_kaldi(path).items():
                 if key in lines:
                     raise MergeError(f"{path}: key {key!r} also decoded by another job")
-                lines[key] = line
-        not_decoded, unexpected = expected - lines.keys(), lines.keys() - expected
-        problems = ([f"{len(not_decoded)} key(s) not decoded: {_name_keys(not_decoded)}"] if not_decoded else []) + (
-            [f"{len(unexpected)} key(s) not in keys.*.scp: {_name_keys(set(unexpected))}"] if unexpected else [])
+                lines[key] = value
+        problems = key_mismatch(expected, lines, "key", "not decoded", "not in keys.*.scp")
         if problems:
             raise MergeError(f"{where}/{name}: " + "; ".join(problems))
         target = (target_dir or out_dir) / "1best_recog" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("".join(lines[key] + "\n" for key in sorted(lines)), encoding="utf-8")
+        write_lines(target, (f"{key} {lines[key]}\n" for key in sorted(lines)))
         merged.append(name)
     if not merged:
         raise MergeError(f"none of {', '.join(files)} found under {where}")
@@ -122,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--nj must be >= 1, got {args.nj}")
     try:
         merged = merge(args.dir, args.nj, args.files, args.task, args.out_dir)
-    except (OSError, MergeError) as err:
+    except (OSError, ValueError, MergeError) as err:
         print(f"merge_decode.py: error: {err}", file=sys.stderr)
         return 1
     print(f"merge_decode.py: merged {', '.join(merged)} of {args.nj} jobs into {args.out_dir or args.dir}/1best_recog",

@@ -36,7 +36,7 @@ from collections import Counter
 from pathlib import Path
 
 from local.data_dir import BANDWIDTH_TOKENS
-from local.file_io import read_kaldi
+from local.file_io import key_mismatch, read_kaldi
 
 # utt2bw values: the tokens, or the plain names
 BANDWIDTHS = {**{token: bw for bw, token in BANDWIDTH_TOKENS.items()}, **{bw: bw for bw in BANDWIDTH_TOKENS}}
@@ -103,16 +103,9 @@ def normalize_for_wer(text: str) -> str:
 
 def check_keys(hyps: dict[str, str], refs: dict[str, str], hyp_path: Path, ref_path: Path) -> None:
     """Raises ScoreError naming utterances present on one side only."""
-    missing, extra = sorted(refs.keys() - hyps.keys()), sorted(hyps.keys() - refs.keys())
-    problems = ([f"{len(missing)} utterance(s) of {ref_path} missing: {_few(missing)}"] if missing else []) + (
-        [f"{len(extra)} utterance(s) not in {ref_path}: {_few(extra)}"] if extra else [])
+    problems = key_mismatch(refs, hyps, "utterance", f"of {ref_path} missing", f"not in {ref_path}")
     if problems:
         raise ScoreError(f"{hyp_path}: " + "; ".join(problems))
-
-
-def _few(keys: list[str], limit: int = 10) -> str:
-    more = f" ... and {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
 
 
 def task_kind(task: str) -> str:

@@ -18,8 +18,6 @@ ESPnet's decoding reads its data files as streams in file order, so a sorted
 job decodes from its own files: ``keys.J.scp`` is a wav.scp, and ``--extra
 FILE`` (e.g. the set's utt2bw) writes ``DIR/<FILE's name>.J`` with the same
 keys in the same order.
-
-Like merge_decode.py, it imports nothing from ``local`` (its tests run it as a script).
 """
 
 from __future__ import annotations
@@ -29,21 +27,7 @@ import re
 import sys
 from pathlib import Path
 
-
-def read_scp_lines(path: Path) -> list[str]:
-    """The non-empty lines of an scp (without their newline); no entries or a key twice is a ValueError."""
-    lines: list[str] = []
-    first_seen: dict[str, int] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            key = line.split(maxsplit=1)[0]
-            if key in first_seen:
-                raise ValueError(f"{path}:{lineno}: duplicate key {key!r} (first at line {first_seen[key]})")
-            first_seen[key] = lineno
-            lines.append(line)
-    if not lines:
-        raise ValueError(f"{path}: no entries to split")
-    return lines
+from local.file_io import read_kaldi, write_lines
 
 
 def split_contiguous(items: list[str], nj: int) -> list[list[str]]:
@@ -54,18 +38,18 @@ def split_contiguous(items: list[str], nj: int) -> list[list[str]]:
     return [items[bounds[j]:bounds[j + 1]] for j in range(nj)]
 
 
-def by_duration(lines: list[str]) -> list[str]:
-    """The wav.scp lines ordered by audio duration (ties: original order)."""
+def by_duration(keys: list[str], scp: dict[str, str]) -> list[str]:
+    """The keys of a wav.scp (``{key: audio path}``) ordered by audio duration (ties: original order)."""
     import soundfile
 
-    def seconds(line: str) -> float:
-        key, path = line.split(maxsplit=1)
+    def seconds(key: str) -> float:
+        path = scp[key].strip()
         try:
-            return soundfile.info(path.strip()).duration
+            return soundfile.info(path).duration
         except RuntimeError as err:
-            raise ValueError(f"cannot read the audio of {key} ({path.strip()}): {err}") from err
+            raise ValueError(f"cannot read the audio of {key} ({path}): {err}") from err
 
-    return sorted(lines, key=seconds)
+    return sorted(keys, key=seconds)
 
 
 def remove_stale(out_dir: Path, nj: int) -> None:
@@ -82,27 +66,29 @@ def split(scp: Path, nj: int, out_dir: Path, sort_by_duration: bool = False, ext
     Raises:
         ValueError: On a malformed scp or extra file, or unreadable audio (with --sort_by_duration).
     """
-    lines = read_scp_lines(scp)
-    extras = {path: {line.split(maxsplit=1)[0]: line for line in read_scp_lines(path)} for path in extra}
-    if nj > len(lines):
-        print(f"split_keys.py: {scp} has only {len(lines)} keys: using nj={len(lines)} instead of {nj}",
+    rows = read_kaldi(scp)
+    if not rows:
+        raise ValueError(f"{scp}: no entries to split")
+    extras = {path: read_kaldi(path) for path in extra}
+    if nj > len(rows):
+        print(f"split_keys.py: {scp} has only {len(rows)} keys: using nj={len(rows)} instead of {nj}",
               file=sys.stderr)
-        nj = len(lines)
+        nj = len(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(out_dir, nj)
-    for j, chunk in enumerate(split_contiguous(lines, nj), 1):
+    for j, keys in enumerate(split_contiguous(list(rows), nj), 1):
         if sort_by_duration:
             try:
-                chunk = by_duration(chunk)
+                keys = by_duration(keys, rows)
             except ValueError as err:
                 raise ValueError(f"{scp}: {err}") from None
-        (out_dir / f"keys.{j}.scp").write_text("\n".join(chunk) + "\n", encoding="utf-8")
-        for path, rows in extras.items():
+        write_lines(out_dir / f"keys.{j}.scp", (f"{key} {rows[key]}\n" for key in keys))
+        for path, values in extras.items():
             try:
-                lines_j = [rows[line.split(maxsplit=1)[0]] for line in chunk]
+                lines = [f"{key} {values[key]}\n" for key in keys]
             except KeyError as err:
                 raise ValueError(f"{path} has no line for {err.args[0]} of {scp}") from None
-            (out_dir / f"{path.name}.{j}").write_text("\n".join(lines_j) + "\n", encoding="utf-8")
+            write_lines(out_dir / f"{path.name}.{j}", lines)
     return nj
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from local.tts_ui.common import SPLITS, WORKER_CONTEXT, parallel_map, utt_rng
-from local.tts_ui.manifest import Manifest, item_digest
+from local.tts_ui.manifest import Manifest, item_digest, run_jobs
 from local.tts_ui.plan import TEST_SPLITS, read_plan
 from local.tts_ui.synth import SAMPLE_RATE, tts_digest, write_flac
 
@@ -148,26 +148,25 @@ def to_bandwidth(wave: np.ndarray, bw: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- worker
-def _channel_job(job: tuple[str, dict, list[tuple[str, str, str]]]) -> tuple[str, str, dict | str]:
-    split, item, outputs = job
-    try:
-        clean_dir = Path(WORKER_CONTEXT["audio_dir"]) / "clean" / split
-        clean, rate = sf.read(clean_dir / f"{item['utt']}.flac", dtype="float32")
-        assert rate == SAMPLE_RATE, rate
-        others = None
-        if item.get("noise") and item["noise"]["type"] == "babble":
-            others = [sf.read(clean_dir / f"{u}.flac", dtype="float32")[0] for u in item["noise"]["others"]
-                      if (clean_dir / f"{u}.flac").exists()]
-        rir = WORKER_CONTEXT["rirs"].get(item["room"]) if item.get("room") else None
-        wave = degrade(item, clean, WORKER_CONTEXT["seed"], rir=rir, others=others)
-        written = {}
-        for subdir, bw, out in outputs:
-            final = to_bandwidth(wave, bw)
-            write_flac(Path(out), final)
-            written[subdir] = len(final) / SAMPLE_RATE
-        return split, item["utt"], written
-    except Exception as exc:
-        return split, item["utt"], f"{type(exc).__name__}: {exc}"
+def _channel_outputs(split: str, item: dict, dirs: list[str]) -> dict[str, float]:
+    """``run_jobs`` worker: the degraded versions of one plan item's clean utterance."""
+    audio_dir = Path(WORKER_CONTEXT["audio_dir"])
+    clean_dir = audio_dir / "clean" / split
+    clean, rate = sf.read(clean_dir / f"{item['utt']}.flac", dtype="float32")
+    assert rate == SAMPLE_RATE, rate
+    others = None
+    if item.get("noise") and item["noise"]["type"] == "babble":
+        others = [sf.read(clean_dir / f"{u}.flac", dtype="float32")[0] for u in item["noise"]["others"]
+                  if (clean_dir / f"{u}.flac").exists()]
+    rir = WORKER_CONTEXT["rirs"].get(item["room"]) if item.get("room") else None
+    wave = degrade(item, clean, WORKER_CONTEXT["seed"], rir=rir, others=others)
+    bandwidths = dict(output_dirs(split, item["bw"]))
+    written = {}
+    for subdir in dirs:
+        final = to_bandwidth(wave, bandwidths[subdir])
+        write_flac(audio_dir / subdir / f"{item['utt']}.flac", final)
+        written[subdir] = len(final) / SAMPLE_RATE
+    return written
 
 
 def channel_digest(item: dict, split: str, bw: str, rooms: dict) -> str:
@@ -185,23 +184,18 @@ def run_channel(work_dir: Path, audio_dir: Path, nj: int = 1, seed: int | None =
     plans = {s: read_plan(plan_dir, s) for s in splits}
     clean_done = {s: Manifest(audio_dir / "clean" / s).done for s in plans if plans[s]}
 
-    manifests: dict[str, Manifest] = {}
+    # an output dir holds one split: its manifest keeps that split's planned utterances
+    manifests = {sd: Manifest(audio_dir / sd, keep={it["utt"] for it in items}) for split, items in plans.items()
+                 for sd in {sd for it in items for sd, _ in output_dirs(split, it["bw"])}}
     jobs, missing_clean = [], []
     needed_rooms = set()
     for split, items in plans.items():
-        subdirs = {sd for it in items for sd, _ in output_dirs(split, it["bw"])}
-        for sd in subdirs:
-            manifests[sd] = Manifest(audio_dir / sd)
-            manifests[sd].compact({it["utt"] for it in items})
         for item in items:
             if item["utt"] not in clean_done.get(split, {}):
                 missing_clean.append(item["utt"])
                 continue
-            outputs = []
-            for sd, bw in output_dirs(split, item["bw"]):
-                out = audio_dir / sd / f"{item['utt']}.flac"
-                if not manifests[sd].is_done(item["utt"], channel_digest(item, split, bw, rooms), out):
-                    outputs.append((sd, bw, str(out)))
+            digests = {sd: channel_digest(item, split, bw, rooms) for sd, bw in output_dirs(split, item["bw"])}
+            outputs = [(sd, digest) for sd, digest in digests.items() if not manifests[sd].is_done(item["utt"], digest)]
             if outputs:
                 jobs.append((split, item, outputs))
                 if item.get("room"):
@@ -212,21 +206,9 @@ def run_channel(work_dir: Path, audio_dir: Path, nj: int = 1, seed: int | None =
     logging.info("channel: %d utterances to process (%d room responses needed)", len(jobs), len(needed_rooms))
     rirs = load_room_bank(rooms, work_dir / "rooms", needed_rooms, nj)
     ctx = {"audio_dir": str(audio_dir), "seed": seed, "rirs": rirs}
-    by_key = {(s, it["utt"]): it for s, it, _ in jobs}
-    failures = []
-    for split, utt, result in parallel_map(_channel_job, jobs, nj, desc="channel", unit="utt", chunksize=8,
-                                           context=ctx):
-        if isinstance(result, str):
-            failures.append((split, utt, result))
-            logging.warning("channel failed for %s: %s", utt, result)
-            continue
-        item = by_key[(split, utt)]
-        for sd, seconds in result.items():
-            bw = dict(output_dirs(split, item["bw"]))[sd]
-            manifests[sd].add(utt, channel_digest(item, split, bw, rooms), seconds)
+    failures = run_jobs(_channel_outputs, jobs, manifests, nj, "channel", ctx)
     summary = {}
     for sd, manifest in sorted(manifests.items()):
-        manifest.close()
         summary[sd] = {"utterances": len(manifest.done),
                        "hours": round(sum(v[1] for v in manifest.done.values()) / 3600, 3)}
         logging.info("%-12s: %6d utterances, %.2f h", sd, summary[sd]["utterances"], summary[sd]["hours"])

@@ -20,8 +20,8 @@ import soundfile as sf
 
 from local import debian
 from local.file_io import write_tsv
-from local.tts_ui.common import SPLITS, WORKER_CONTEXT, parallel_map
-from local.tts_ui.manifest import Manifest, item_digest
+from local.tts_ui.common import SPLITS, WORKER_CONTEXT
+from local.tts_ui.manifest import Manifest, item_digest, run_jobs
 from local.tts_ui.plan import VOICE_BY_ID, PlanConfig, read_plan, write_plans
 
 SAMPLE_RATE = 16000
@@ -71,14 +71,11 @@ def write_flac(path: Path, wave: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _synth_job(job: tuple[dict, str]) -> tuple[str, float | None, str]:
-    item, out = job
-    try:
-        wave = synthesize(item, WORKER_CONTEXT["runtime"])
-        write_flac(Path(out), wave)
-        return item["utt"], len(wave) / SAMPLE_RATE, ""
-    except Exception as exc:  # reported, listed in failed.tsv, never silently dropped
-        return item["utt"], None, f"{type(exc).__name__}: {exc}"
+def _synth_outputs(split: str, item: dict, dirs: list[str]) -> dict[str, float]:
+    """``run_jobs`` worker: the clean utterance of one plan item."""
+    wave = synthesize(item, WORKER_CONTEXT["runtime"])
+    write_flac(Path(WORKER_CONTEXT["audio_dir"], dirs[0], f"{item['utt']}.flac"), wave)
+    return {dirs[0]: len(wave) / SAMPLE_RATE}
 
 
 def run_speech(
@@ -91,47 +88,30 @@ def run_speech(
     plan_dir = work_dir / "plan"
     if cfg is not None or not (plan_dir / "config.json").exists():
         write_plans(work_dir / "text", plan_dir, cfg or PlanConfig())
-    plans = {s: read_plan(plan_dir, s) for s in splits}
+    plans = {s: items for s in splits if (items := read_plan(plan_dir, s))}
     engines = {VOICE_BY_ID[i["voice"]].engine for items in plans.values() for i in items}
     if runtime is None and engines:
         runtime = debian.resolve_tts(cache_dir, sorted(engines))
     if runtime is not None:
         logging.info("TTS engines: %s", ", ".join(f"{k} ({v})" for k, v in sorted(runtime.origin.items())))
 
-    summary, failures = {}, []
-    manifests, by_utt, jobs = {}, {}, []
+    manifests = {f"clean/{s}": Manifest(audio_dir / "clean" / s, keep={i["utt"] for i in items})
+                 for s, items in plans.items()}
+    jobs = []
     for split, items in plans.items():
-        if not items:
-            continue
-        out_dir = audio_dir / "clean" / split
-        manifests[split] = Manifest(out_dir)
-        manifests[split].compact({i["utt"] for i in items})
-        todo = 0
-        for item in items:
-            by_utt[item["utt"]] = (split, item)
-            out = out_dir / f"{item['utt']}.flac"
-            if not manifests[split].is_done(item["utt"], tts_digest(item), out):
-                jobs.append((item, str(out)))
-                todo += 1
-        logging.info("%s: %d utterances planned, %d to synthesise", split, len(items), todo)
+        todo = [(split, item, [(f"clean/{split}", tts_digest(item))]) for item in items
+                if not manifests[f"clean/{split}"].is_done(item["utt"], tts_digest(item))]
+        logging.info("%s: %d utterances planned, %d to synthesise", split, len(items), len(todo))
+        jobs += todo
     t1 = time.time()
-    n_ok = 0
     # each worker gets the runtime once (module global), not with every job
-    for utt, seconds, error in parallel_map(
-        _synth_job, jobs, nj, desc="tts", unit="utt", chunksize=8, context={"runtime": runtime},
-    ):
-        split, item = by_utt[utt]
-        if seconds is None:
-            failures.append((split, utt, item["voice"], error, item["en"]))
-            logging.warning("TTS failed for %s: %s", utt, error)
-        else:
-            manifests[split].add(utt, tts_digest(item), seconds)
-            n_ok += 1
+    failures = run_jobs(_synth_outputs, jobs, manifests, nj, "tts", {"runtime": runtime, "audio_dir": str(audio_dir)})
     elapsed = time.time() - t1
-    for split, manifest in manifests.items():
-        manifest.close()
-        items = plans[split]
-        done = [manifest.done[i["utt"]][1] for i in items if i["utt"] in manifest.done]
+    n_ok = len(jobs) - len(failures)
+    summary = {}
+    for split, items in plans.items():
+        finished = manifests[f"clean/{split}"].done
+        done = [finished[i["utt"]][1] for i in items if i["utt"] in finished]
         summary[split] = {"planned": len(items), "done": len(done), "hours": round(sum(done) / 3600, 3)}
         logging.info("%-9s: %5d/%d utterances, %.2f h of clean speech", split, len(done), len(items),
                      sum(done) / 3600)
@@ -140,7 +120,8 @@ def run_speech(
     summary["utt_per_s"] = round(n_ok / elapsed, 1) if n_ok and elapsed > 0 else None
     logging.info("synthesised %d utterances in %.1f s (%s utt/s with --nj %d)", n_ok, elapsed,
                  summary["utt_per_s"], nj)
-    write_tsv(work_dir / "speech" / "failed.tsv", ("split", "utt", "voice", "error", "en"), failures)
+    write_tsv(work_dir / "speech" / "failed.tsv", ("split", "utt", "voice", "error", "en"),
+              [(split, item["utt"], item["voice"], error, item["en"]) for split, item, error in failures])
     if failures:
         logging.warning("%d utterances failed TTS (listed in %s)", len(failures), work_dir / "speech/failed.tsv")
     summary["failed"] = len(failures)

@@ -264,8 +264,7 @@ def build_text(
                   seed=seed, packages=list(packages), ddtp=ddtp, lang=LANG,
                   ddtp_lists=[str(p) for p in ddtp_lists] if ddtp_lists else None)
     stamp = out / ".done"
-    if not force and stage_done(stamp, config):
-        logging.info("text stage already done (%s): skipping", stamp)
+    if not force and stage_done(stamp, config):  # stage_done logs that the stage is skipped
         return json.loads((out / "counts.json").read_text())
 
     apt = apt or debian.PrivateApt(cache_dir / "apt", languages=("en", LANG))

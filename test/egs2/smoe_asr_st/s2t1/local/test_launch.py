@@ -1,6 +1,7 @@
 """Tests for local/launch.py: options, the local backend, the Slurm parameters (the real-Slurm
 tests are in test_launch_slurm.py) and the decoding helpers around a JOB array."""
 
+import os
 import re
 import subprocess
 import sys
@@ -189,8 +190,8 @@ def test_local_rejects_multi_node(tmp_path):
 
 # Parallel decoding helpers: split_keys.py -> launch.py JOB array -> merge_decode.py.
 
-SPLIT_KEYS = LAUNCH.with_name("split_keys.py")
-MERGE_DECODE = LAUNCH.with_name("merge_decode.py")
+RECIPE = LAUNCH.parent.parent
+SPLIT_KEYS, MERGE_DECODE = "local.split_keys", "local.merge_decode"
 
 # Stands in for s2t_inference: writes a 1-best line per key of its key file.
 FAKE_DECODER = (
@@ -206,9 +207,11 @@ def write_scp(path, keys):
     path.write_text("".join(f"{k} /wav/{k}.wav\n" for k in keys))
 
 
-def run_tool(script, args, cwd):
+def run_tool(module, args, cwd):
+    """Runs a recipe module as run.sh does (``python -m local.<name>``), from ``cwd``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(RECIPE), os.environ.get("PYTHONPATH")]))}
     return subprocess.run(
-        [sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True
     )
 
 
@@ -267,7 +270,7 @@ def test_split_keys_rejects_duplicate_keys(tmp_path):
     args = ["--scp", "wav.scp", "--nj", "2", "--out_dir", "d"]
     proc = run_tool(SPLIT_KEYS, args, tmp_path)
     assert proc.returncode == 1
-    assert "wav.scp:3: duplicate key 'a'" in proc.stderr
+    assert "wav.scp:3: key a repeated" in proc.stderr
 
 
 def decode_in_parallel(tmp_path, keys, nj):
