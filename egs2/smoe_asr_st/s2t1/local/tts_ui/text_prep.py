@@ -31,7 +31,7 @@ import polib
 
 from local import debian
 from local.file_io import write_tsv
-from local.stage import mark_done, stage_done
+from local.stage import mark_done, stage_done, start_stage
 from local.tts_ui.common import parallel_map, utt_rng
 from local.tts_ui.speakable import REASONS, check_pair, dedup_key
 
@@ -266,6 +266,7 @@ def build_text(
     stamp = out / ".done"
     if not force and stage_done(stamp, config):  # stage_done logs that the stage is skipped
         return json.loads((out / "counts.json").read_text())
+    start_stage(stamp)  # a --force rerun that is interrupted must not leave the old marker behind
 
     apt = apt or debian.PrivateApt(cache_dir / "apt", languages=("en", LANG))
     # 1. fetch

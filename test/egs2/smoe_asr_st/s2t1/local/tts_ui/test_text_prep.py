@@ -240,6 +240,20 @@ def test_resume_skips_finished_stage(sources, built, caplog):
     assert len(read_tsv(work / "text" / "train.tsv")) == 40
 
 
+def test_interrupted_forced_rerun_is_not_taken_for_done(sources, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    run_text(sources, work)
+    assert (work / "text" / ".done").exists()
+
+    def broken_download(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(text_prep.debian.PrivateApt, "download", broken_download)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_text(sources, work, force=True)
+    assert not (work / "text" / ".done").exists()  # the next run redoes the stage
+
+
 def test_cli(sources, tmp_path):
     """The text stage alone through the corpus's one entry point."""
     report = prepare.main([
