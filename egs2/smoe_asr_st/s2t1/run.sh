@@ -166,25 +166,25 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-    log "Stage 9: decode ${test_sets} x ${tasks} with ${inference_model} (${nj} jobs each)"
+    log "Stage 9: decode ${test_sets} x ${tasks} with ${inference_model} (${nj} jobs for all sets)"
+    dir=${decode_dir}/jobs
+    # each job: its own wav.scp and utt2bw over all test sets, shortest first (batches of similar length)
+    _nj=$(python -m local.split_keys --nj "${nj}" --out_dir "${dir}" --sort_by_duration \
+              $(for s in ${test_sets}; do echo "--scp data/${s}/wav.scp --extra data/${s}/utt2bw"; done))
+    # one process per job decodes every set and task (ESPnet and the model load once)
+    # shellcheck disable=SC2086
+    ${decode_cmd} JOB=1:"${_nj}" "${dir}/logs/decode.JOB.log" \
+        python -m espnet_smoe.bin.s2t_inference --config "${inference_config}" --ngpu "${inference_ngpu}" \
+        --s2t_train_config "${exp}/config.yaml" --s2t_model_file "${exp}/${inference_model}" \
+        --data_path_and_name_and_type "${dir}/keys.JOB.scp,speech,sound" \
+        --data_path_and_name_and_type "${dir}/utt2bw.JOB,bandwidth,text" \
+        --task_sym ${tasks} --output_dir "${dir}/output.JOB" \
+        ${inference_args}
     for test_set in ${test_sets}; do
-        dir=${decode_dir}/${test_set}
-        # each job: its own wav.scp and utt2bw, shortest first (batches of similar length)
-        _nj=$(python -m local.split_keys --scp "data/${test_set}/wav.scp" --extra "data/${test_set}/utt2bw" \
-                  --nj "${nj}" --out_dir "${dir}" --sort_by_duration)
-        # one process per job decodes every task (ESPnet and the model load once)
-        # shellcheck disable=SC2086
-        ${decode_cmd} JOB=1:"${_nj}" "${dir}/logs/decode.JOB.log" \
-            python -m espnet_smoe.bin.s2t_inference --config "${inference_config}" --ngpu "${inference_ngpu}" \
-            --s2t_train_config "${exp}/config.yaml" --s2t_model_file "${exp}/${inference_model}" \
-            --data_path_and_name_and_type "${dir}/keys.JOB.scp,speech,sound" \
-            --data_path_and_name_and_type "${dir}/utt2bw.JOB,bandwidth,text" \
-            --task_sym ${tasks} --output_dir "${dir}/output.JOB" \
-            ${inference_args}
         for task in ${tasks}; do
             sub=${task}; [ "$(wc -w <<< "${tasks}")" -gt 1 ] || sub=""
             python -m local.merge_decode --nj "${_nj}" --dir "${dir}" --task "${sub}" \
-                --out_dir "${decode_dir}/${test_set}_${task}"
+                --keys "data/${test_set}/wav.scp" --out_dir "${decode_dir}/${test_set}_${task}"
         done
     done
 fi

@@ -1,23 +1,28 @@
 #!/usr/bin/env python3
-"""Splits a Kaldi scp into contiguous key files for parallel decoding.
+"""Splits Kaldi scps into key files for parallel decoding.
 
 Usage::
 
-    nj=$(python -m local.split_keys --scp data/test_nb/wav.scp --nj 8 --out_dir DIR)
+    nj=$(python -m local.split_keys --scp data/test_nb/wav.scp --scp data/test_wb/wav.scp \
+             --extra data/test_nb/utt2bw --extra data/test_wb/utt2bw --nj 8 --out_dir DIR)
 
-writes ``DIR/keys.1.scp .. DIR/keys.<nj>.scp``. Every key lands in exactly one
-file, in the order of the scp; chunk sizes differ by at most one. ``nj`` is
-capped at the number of keys, and the effective value is the only thing
-printed on stdout so that run.sh can use it for ``JOB=1:${nj}``. The files keep
-the full scp lines: ESPnet's ``--key_file`` only reads the first column.
+writes ``DIR/keys.1.scp .. DIR/keys.<nj>.scp``. Several ``--scp`` (e.g. every test
+set) are split as one: their keys must differ, and one set of jobs decodes them
+all, so ESPnet and the model load once per job rather than once per set and job.
+Every key lands in exactly one file; chunk sizes differ by at most one. ``nj`` is
+capped at the number of keys, and the effective value is the only thing printed
+on stdout so that run.sh can use it for ``JOB=1:${nj}``. The files keep the full
+scp lines: ESPnet's ``--key_file`` only reads the first column.
 
-``--sort_by_duration``: each chunk lists its keys from the shortest audio to
-the longest (a wav.scp of plain paths), so the batched beam search of a job
-decodes utterances of similar length together instead of padding short ones.
-ESPnet's decoding reads its data files as streams in file order, so a sorted
-job decodes from its own files: ``keys.J.scp`` is a wav.scp, and ``--extra
-FILE`` (e.g. the set's utt2bw) writes ``DIR/<FILE's name>.J`` with the same
-keys in the same order.
+Without ``--sort_by_duration`` the chunks are contiguous, in the order of the
+scps. With it, all keys are ordered from the shortest audio to the longest and
+dealt to the jobs in turn (key i to job ``i % nj + 1``): each job decodes
+utterances of similar length together in its batched beam search instead of
+padding short ones, and every job gets a similar amount of audio. ESPnet's
+decoding reads its data files as streams in file order, so a sorted job decodes
+from its own files: ``keys.J.scp`` is a wav.scp, and ``--extra FILE`` (e.g. a
+set's utt2bw) writes ``DIR/<FILE's name>.J`` with the same keys in the same
+order; extra files of the same name (one per set) are read as one.
 """
 
 from __future__ import annotations
@@ -52,55 +57,72 @@ def by_duration(keys: list[str], scp: dict[str, str]) -> list[str]:
     return sorted(keys, key=seconds)
 
 
-def remove_stale(out_dir: Path, nj: int) -> None:
-    """Deletes keys.J.scp with J > nj left by an earlier run with more jobs."""
-    for path in out_dir.glob("keys.*.scp"):
-        match = re.fullmatch(r"keys\.(\d+)\.scp", path.name)
-        if match and int(match.group(1)) > nj:
+def remove_stale(out_dir: Path, nj: int, names: list[str]) -> None:
+    """Deletes keys.J.scp and <name>.J (an extra file's chunk) with J > nj, left by an earlier run with more jobs."""
+    pattern = "|".join(re.escape(name) for name in ["keys", *names])
+    for path in out_dir.iterdir():
+        match = re.fullmatch(rf"(?:keys\.(\d+)\.scp|(?:{pattern})\.(\d+))", path.name)
+        if match and int(match.group(1) or match.group(2)) > nj:
             path.unlink()
 
 
-def split(scp: Path, nj: int, out_dir: Path, sort_by_duration: bool = False, extra: list[Path] = ()) -> int:
+def read_sets(scps: list[Path], extra: list[Path]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The scps' lines as one ``{key: value}`` and the extra files' as ``{file name: {key: value}}``.
+
+    Raises:
+        ValueError: On a malformed file, or a key in two scps (or two extra files of one name).
+    """
+    rows: dict[str, str] = {}
+    source: dict[str, Path] = {}
+    extras: dict[str, dict[str, str]] = {}
+    for path in [*scps, *extra]:
+        table = rows if path in scps else extras.setdefault(path.name, {})
+        for key, value in read_kaldi(path).items():
+            if key in table:
+                raise ValueError(f"key {key} is in both {source[key]} and {path}: keys must differ across sets")
+            table[key], source[key] = value, path
+    return rows, extras
+
+
+def split(scps: list[Path], nj: int, out_dir: Path, sort_by_duration: bool = False, extra: list[Path] = ()) -> int:
     """Writes the key files (and the ``extra`` files' chunks); returns the number of jobs.
 
     Raises:
         ValueError: On a malformed scp or extra file, or unreadable audio (with --sort_by_duration).
     """
-    rows = read_kaldi(scp)
+    rows, extras = read_sets(list(scps), list(extra))
     if not rows:
-        raise ValueError(f"{scp}: no entries to split")
-    extras = {path: read_kaldi(path) for path in extra}
+        raise ValueError(f"{', '.join(map(str, scps))}: no entries to split")
     if nj > len(rows):
-        print(f"split_keys.py: {scp} has only {len(rows)} keys: using nj={len(rows)} instead of {nj}",
-              file=sys.stderr)
+        print(f"split_keys.py: {len(rows)} keys only: using nj={len(rows)} instead of {nj}", file=sys.stderr)
         nj = len(rows)
+    if sort_by_duration:
+        ordered = by_duration(list(rows), rows)
+        chunks = [ordered[j::nj] for j in range(nj)]
+    else:
+        chunks = split_contiguous(list(rows), nj)
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale(out_dir, nj)
-    for j, keys in enumerate(split_contiguous(list(rows), nj), 1):
-        if sort_by_duration:
-            try:
-                keys = by_duration(keys, rows)
-            except ValueError as err:
-                raise ValueError(f"{scp}: {err}") from None
+    remove_stale(out_dir, nj, list(extras))
+    for j, keys in enumerate(chunks, 1):
         write_lines(out_dir / f"keys.{j}.scp", (f"{key} {rows[key]}\n" for key in keys))
-        for path, values in extras.items():
-            try:
-                lines = [f"{key} {values[key]}\n" for key in keys]
-            except KeyError as err:
-                raise ValueError(f"{path} has no line for {err.args[0]} of {scp}") from None
-            write_lines(out_dir / f"{path.name}.{j}", lines)
+        for name, values in extras.items():
+            missing = [key for key in keys if key not in values]
+            if missing:
+                raise ValueError(f"no {name} line for {missing[0]} (--extra files: {', '.join(map(str, extra))})")
+            write_lines(out_dir / f"{name}.{j}", (f"{key} {values[key]}\n" for key in keys))
     return nj
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scp", type=Path, required=True, help="input scp")
+    parser.add_argument("--scp", type=Path, action="append", required=True,
+                        help="input scp; repeat it to split several sets as one")
     parser.add_argument("--nj", type=int, required=True, help="requested jobs")
     parser.add_argument("--out_dir", type=Path, required=True, help="output folder")
-    parser.add_argument("--sort_by_duration", action="store_true", help="shortest first in each chunk")
+    parser.add_argument("--sort_by_duration", action="store_true", help="shortest first, dealt to the jobs in turn")
     parser.add_argument("--extra", type=Path, action="append", default=[],
-                        help="per-utterance file to split like the scp (same keys, same order)")
+                        help="per-utterance file to split like the scps (same keys, same order)")
     args = parser.parse_args(argv)
     if args.nj < 1:
         parser.error(f"--nj must be >= 1, got {args.nj}")

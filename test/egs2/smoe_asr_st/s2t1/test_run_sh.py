@@ -67,6 +67,11 @@ def test_results_hold_every_test_utterance_for_both_tasks(recipe_run):
     assert set(got) == {("asr", "nb"), ("asr", "wb"), ("st_fra", "nb"), ("st_fra", "wb")}
     decode = next(exp.glob("decode_*"))
     summary = json.loads((recipe / "data/local/split_summary.json").read_text())
+    # one set of jobs decoded both test sets: their keys split between the jobs, none twice
+    job_keys = [list(read_kaldi(path)) for path in sorted(decode.glob("jobs/keys.*.scp"))]
+    assert len(job_keys) == 2 and abs(len(job_keys[0]) - len(job_keys[1])) <= 1
+    assert sorted(sum(job_keys, [])) == sorted(set(read_kaldi(recipe / "data/test_nb/wav.scp"))
+                                               | set(read_kaldi(recipe / "data/test_wb/wav.scp")))
     for bw in ("nb", "wb"):
         keys = set(read_kaldi(recipe / f"data/test_{bw}/wav.scp"))
         # every test prompt of the split is decoded and scored, in both tasks
@@ -76,7 +81,7 @@ def test_results_hold_every_test_utterance_for_both_tasks(recipe_run):
             # one process decoded both tasks; each task's merged output holds every key
             hyps = read_kaldi(decode / f"test_{bw}_{task}/1best_recog/text_nospecial")
             assert set(hyps) == keys, (task, bw, sorted(set(hyps) ^ keys)[:5])
-            assert (decode / f"test_{bw}/output.1/{task}/1best_recog/token").is_file()
+            assert (decode / f"jobs/output.1/{task}/1best_recog/token").is_file()
         # the WER is the one of these references and hypotheses: counts recomputed here
         asr = got[("asr", bw)]
         refs = read_kaldi(recipe / f"data/test_{bw}/text.asr")

@@ -228,7 +228,7 @@ def test_split_keys_contiguous_and_complete(tmp_path):
     assert sum(parts, []) == (tmp_path / "wav.scp").read_text().splitlines()
 
 
-def test_split_keys_sorts_each_chunk_by_duration(tmp_path):
+def test_split_keys_deals_sorted_keys_to_jobs(tmp_path):
     import numpy as np
     import soundfile as sf
 
@@ -241,28 +241,49 @@ def test_split_keys_sorts_each_chunk_by_duration(tmp_path):
                                  "--extra", "utt2bw"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     parts = [[line.split()[0] for line in (tmp_path / f"d/keys.{j}.scp").read_text().splitlines()] for j in (1, 2)]
-    assert parts == [["b", "c", "a"], ["e", "d"]]  # same chunks as unsorted, shortest first
+    # e b c a d from shortest to longest, dealt in turn: each job shortest first, similar audio per job
+    assert parts == [["e", "c", "d"], ["b", "a"]]
     # the extra file follows each job's order, line for line (ESPnet streams its files in order)
-    assert (tmp_path / "d/utt2bw.1").read_text() == "b <wb>\nc <nb>\na <nb>\n"
-    assert (tmp_path / "d/utt2bw.2").read_text() == "e <nb>\nd <wb>\n"
+    assert (tmp_path / "d/utt2bw.1").read_text() == "e <nb>\nc <nb>\nd <wb>\n"
+    assert (tmp_path / "d/utt2bw.2").read_text() == "b <wb>\na <nb>\n"
     (tmp_path / "utt2bw").write_text("a <nb>\n")
     proc = run_tool(SPLIT_KEYS, ["--scp", "wav.scp", "--nj", "2", "--out_dir", "d", "--extra", "utt2bw"], tmp_path)
-    assert proc.returncode == 1 and "utt2bw has no line for b of wav.scp" in proc.stderr
+    assert proc.returncode == 1 and "no utt2bw line for b (--extra files: utt2bw)" in proc.stderr
     (tmp_path / "wav.scp").write_text("x /no/such.wav\n")
     proc = run_tool(SPLIT_KEYS, ["--scp", "wav.scp", "--nj", "1", "--out_dir", "d", "--sort_by_duration"], tmp_path)
     assert proc.returncode == 1 and "cannot read the audio of x (/no/such.wav)" in proc.stderr
+
+
+def test_split_keys_splits_several_sets_as_one(tmp_path):
+    for name, keys in (("nb", ["nb_1", "nb_2", "nb_3"]), ("wb", ["wb_1", "wb_2"])):
+        (tmp_path / name).mkdir()
+        write_scp(tmp_path / name / "wav.scp", keys)
+        (tmp_path / name / "utt2bw").write_text("".join(f"{k} <{name}>\n" for k in keys))
+    args = ["--nj", "2", "--out_dir", "d", "--scp", "nb/wav.scp", "--extra", "nb/utt2bw",
+            "--scp", "wb/wav.scp", "--extra", "wb/utt2bw"]
+    proc = run_tool(SPLIT_KEYS, args, tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "2\n", proc.stderr
+    job1 = [line.split()[0] for line in (tmp_path / "d/keys.1.scp").read_text().splitlines()]
+    assert job1 == ["nb_1", "nb_2", "nb_3"]
+    assert (tmp_path / "d/utt2bw.2").read_text() == "wb_1 <wb>\nwb_2 <wb>\n"
+    # a key in two sets could not be merged back into one of them: an error naming both files
+    write_scp(tmp_path / "wb/wav.scp", ["wb_1", "nb_2"])
+    proc = run_tool(SPLIT_KEYS, args, tmp_path)
+    assert proc.returncode == 1 and "key nb_2 is in both nb/wav.scp and wb/wav.scp" in proc.stderr
 
 
 def test_split_keys_caps_nj_and_removes_stale_files(tmp_path):
     write_scp(tmp_path / "wav.scp", ["a", "b"])
     (tmp_path / "d").mkdir()
     (tmp_path / "d/keys.5.scp").write_text("old 1\n")
-    args = ["--scp", "wav.scp", "--nj", "8", "--out_dir", "d"]
+    (tmp_path / "d/utt2bw.3").write_text("old <nb>\n")
+    (tmp_path / "utt2bw").write_text("a <nb>\nb <wb>\n")
+    args = ["--scp", "wav.scp", "--nj", "8", "--out_dir", "d", "--extra", "utt2bw"]
     proc = run_tool(SPLIT_KEYS, args, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "2\n"
     names = sorted(p.name for p in (tmp_path / "d").iterdir())
-    assert names == ["keys.1.scp", "keys.2.scp"]
+    assert names == ["keys.1.scp", "keys.2.scp", "utt2bw.1", "utt2bw.2"]
 
 
 def test_split_keys_rejects_duplicate_keys(tmp_path):
@@ -297,6 +318,17 @@ def test_merge_decode_sorted_union(tmp_path):
     assert (out / "1best_recog/score").read_text().count("\n") == len(keys)
     # Files no job wrote (token, ...) are skipped, not invented.
     assert not (out / "1best_recog/token").exists()
+
+
+def test_merge_decode_keys_of_one_set(tmp_path):
+    out, nj = decode_in_parallel(tmp_path, ["nb_1", "wb_1", "nb_2", "wb_2", "nb_3"], 2)
+    write_scp(tmp_path / "nb.scp", ["nb_3", "nb_1", "nb_2"])
+    proc = run_tool(MERGE_DECODE, ["--nj", str(nj), "--dir", "dec", "--keys", "nb.scp", "--out_dir", "nb"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "nb/1best_recog/text").read_text() == "".join(f"nb_{i} hyp of nb_{i}\n" for i in (1, 2, 3))
+    write_scp(tmp_path / "nb.scp", ["nb_1", "nb_4"])
+    proc = run_tool(MERGE_DECODE, ["--nj", str(nj), "--dir", "dec", "--keys", "nb.scp", "--out_dir", "nb"], tmp_path)
+    assert proc.returncode == 1 and "1 key(s) of nb.scp not in dec/keys.*.scp: nb_4" in proc.stderr
 
 
 def test_merge_decode_names_missing_keys(tmp_path):

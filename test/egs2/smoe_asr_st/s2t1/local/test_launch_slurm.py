@@ -216,11 +216,11 @@ def test_run_sh_trains_on_two_nodes_and_decodes_a_job_array(work, scratch_recipe
     decode = next(exp.glob("decode_*"))
     arrays = set()
     for job in (1, 2):
-        match = re.search(r"slurm job (\d+)_\d+, task 0 of 1", header(decode / f"an4_test/logs/decode.{job}.log"))
+        match = re.search(r"slurm job (\d+)_\d+, task 0 of 1", header(decode / f"jobs/logs/decode.{job}.log"))
         arrays.add(match[1])
-        keys = _keys(decode / f"an4_test/keys.{job}.scp")
+        keys = _keys(decode / f"jobs/keys.{job}.scp")
         for task in ("asr", "st_fra"):
-            assert sorted(_keys(decode / f"an4_test/output.{job}/{task}/1best_recog/text")) == sorted(keys)
+            assert sorted(_keys(decode / f"jobs/output.{job}/{task}/1best_recog/text")) == sorted(keys)
     assert len(arrays) == 1
     test_keys = sorted(_keys(data / "test/wav.scp"))
     assert len(test_keys) >= 2
