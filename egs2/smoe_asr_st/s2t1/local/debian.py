@@ -28,10 +28,7 @@ DEFAULT_SUITE = "bookworm"
 APT_HELPER = "/usr/lib/apt/apt-helper"
 
 # What each engine needs from Debian (dependencies that the machine lacks are added by closure).
-TTS_PACKAGES = {
-    "flite": ["flite", "libflite1"],
-    "espeak-ng": ["espeak-ng", "libespeak-ng1", "espeak-ng-data"],
-}
+TTS_PACKAGES = {"flite": ["flite", "libflite1"], "espeak-ng": ["espeak-ng", "libespeak-ng1", "espeak-ng-data"]}
 # The TTSRuntime field that holds each engine's executable.
 TTS_FIELDS = {"flite": "flite", "espeak-ng": "espeak"}
 
@@ -47,9 +44,8 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     except FileNotFoundError as exc:
         raise DebianError(f"{cmd[0]} not found: this step needs a Debian/Ubuntu machine") from exc
     except subprocess.CalledProcessError as exc:
-        raise DebianError(
-            f"{' '.join(cmd[:3])} ... failed (rc={exc.returncode}):\n{exc.stderr.strip()[-2000:]}"
-        ) from exc
+        raise DebianError(f"{' '.join(cmd[:3])} ... failed (rc={exc.returncode}):\n"
+                          f"{exc.stderr.strip()[-2000:]}") from exc
 
 
 def system_codename(default: str = DEFAULT_SUITE) -> str:
@@ -239,12 +235,6 @@ def unpack_prefix(debs: Iterable[Path], prefix: Path) -> Path:
     return prefix
 
 
-def prefix_library_path(prefix: Path) -> str:
-    """Every directory under ``prefix`` that holds shared libraries, for LD_LIBRARY_PATH."""
-    dirs = sorted({str(p.parent) for p in Path(prefix).rglob("*.so*") if p.is_file() or p.is_symlink()})
-    return os.pathsep.join(dirs)
-
-
 @dataclass
 class TTSRuntime:
     """How to call flite and espeak-ng on this machine."""
@@ -306,7 +296,9 @@ def resolve_tts(cache_dir: Path, engines: Iterable[str] = ("flite", "espeak-ng")
         debs = apt.download(closure, cache_dir / "debs")
         logging.info("unpacking %d .debs (%s) into %s", len(debs), " ".join(debs), prefix)
         unpack_prefix(debs.values(), prefix)
-    library_path = (prefix_library_path(prefix), os.environ.get("LD_LIBRARY_PATH", ""))
+    # every directory under the prefix that holds shared libraries, before the caller's LD_LIBRARY_PATH
+    library_dirs = sorted({str(p.parent) for p in prefix.rglob("*.so*") if p.is_file() or p.is_symlink()})
+    library_path = [*library_dirs, os.environ.get("LD_LIBRARY_PATH", "")]
     rt.env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(p for p in library_path if p)}
     for engine in todo:
         setattr(rt, TTS_FIELDS[engine], str(prefix / "usr/bin" / engine))

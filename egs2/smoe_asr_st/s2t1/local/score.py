@@ -101,13 +101,6 @@ def normalize_for_wer(text: str) -> str:
     return " ".join("".join(chars).split())
 
 
-def check_keys(hyps: dict[str, str], refs: dict[str, str], hyp_path: Path, ref_path: Path) -> None:
-    """Raises ScoreError naming utterances present on one side only."""
-    problems = key_mismatch(refs, hyps, "utterance", f"of {ref_path} missing", f"not in {ref_path}")
-    if problems:
-        raise ScoreError(f"{hyp_path}: " + "; ".join(problems))
-
-
 def task_kind(task: str) -> str:
     """Maps a task name to its metric family: ``asr`` or ``st``."""
     if task == "asr" or task.startswith("st"):
@@ -146,7 +139,9 @@ def score_one(data_dir: Path, decode_dir: Path, test_set: str, task: str) -> tup
     ref_path = data_dir / test_set / f"text.{task}"
     hyp_path = decode_dir / f"{test_set}_{task}" / "1best_recog" / "text_nospecial"
     refs, hyps = read_kaldi_text(ref_path), read_kaldi_text(hyp_path)
-    check_keys(hyps, refs, hyp_path, ref_path)
+    problems = key_mismatch(refs, hyps, "utterance", f"of {ref_path} missing", f"not in {ref_path}")
+    if problems:  # utterances present on one side only
+        raise ScoreError(f"{hyp_path}: " + "; ".join(problems))
     keys = sorted(refs)
     if not keys:
         raise ScoreError(f"{ref_path} has no utterances")
@@ -212,10 +207,6 @@ def environment_info() -> dict:
     }  # fmt: skip
 
 
-def _pct(count: int, total: int) -> str:
-    return f"{100.0 * count / total:.1f}" if total else "-"
-
-
 def results_markdown(report: dict) -> str:
     """Renders results.json content as RESULTS.md (ESPnet style).
 
@@ -268,8 +259,9 @@ def _error_table(rows: list[dict], unit: str, prefix: str) -> list[str]:
     for r in rows:
         total = r["num_words" if prefix == "" else "num_chars"]
         sub, dele, ins = r[prefix + "sub"], r[prefix + "del"], r[prefix + "ins"]
+        counts = (r[prefix + "corr"], sub, dele, ins, sub + dele + ins)
         cells = [r["test_set"], str(r["num_utts"]), str(total)]
-        cells += [_pct(n, total) for n in (r[prefix + "corr"], sub, dele, ins, sub + dele + ins)]
+        cells += [f"{100.0 * n / total:.1f}" if total else "-" for n in counts]  # % of the reference
         lines.append("|" + "|".join(cells) + "|")
     return lines
 

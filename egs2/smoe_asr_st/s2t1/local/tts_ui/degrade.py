@@ -104,20 +104,14 @@ def babble_noise(n: int, others: list[np.ndarray], rng: np.random.Generator) -> 
     return (out / (np.std(out) + 1e-12)).astype(np.float32)
 
 
-def fft_convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
-    n = len(x) + len(h) - 1
-    size = 1 << (n - 1).bit_length()
-    y = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(h, size), size)[: len(x)]
-    return y.astype(np.float32)
-
-
 def degrade(item: dict, clean: np.ndarray, seed: int, rir: np.ndarray | None = None,
             others: list[np.ndarray] | None = None) -> np.ndarray:
     """Room + noise + level of one plan item (16 kHz in and out, same length)."""
     rng = utt_rng(seed, item["utt"], "channel")
     wave = clean.astype(np.float32)
-    if rir is not None:
-        wave = fft_convolve(wave, rir)
+    if rir is not None:  # FFT convolution, cut to the input length
+        size = 1 << (len(wave) + len(rir) - 2).bit_length()
+        wave = np.fft.irfft(np.fft.rfft(wave, size) * np.fft.rfft(rir, size), size)[: len(wave)].astype(np.float32)
     speech_power = active_power(wave)
     noise_cfg = item.get("noise")
     if noise_cfg:
@@ -169,11 +163,6 @@ def _channel_outputs(split: str, item: dict, dirs: list[str]) -> dict[str, float
     return written
 
 
-def channel_digest(item: dict, split: str, bw: str, rooms: dict) -> str:
-    room = rooms.get(item["room"]) if item.get("room") else None
-    return item_digest(CHANNEL_VERSION, tts_digest(item), split, bw, room, item.get("noise"), item["level_db"])
-
-
 def run_channel(work_dir: Path, audio_dir: Path, nj: int = 1, seed: int | None = None, splits=SPLITS) -> dict:
     """Degrade every planned utterance whose output is missing or stale; returns counts."""
     t0 = time.time()
@@ -194,7 +183,9 @@ def run_channel(work_dir: Path, audio_dir: Path, nj: int = 1, seed: int | None =
             if item["utt"] not in clean_done.get(split, {}):
                 missing_clean.append(item["utt"])
                 continue
-            digests = {sd: channel_digest(item, split, bw, rooms) for sd, bw in output_dirs(split, item["bw"])}
+            room = rooms.get(item["room"]) if item.get("room") else None
+            digests = {sd: item_digest(CHANNEL_VERSION, tts_digest(item), split, bw, room, item.get("noise"),
+                                       item["level_db"]) for sd, bw in output_dirs(split, item["bw"])}
             outputs = [(sd, digest) for sd, digest in digests.items() if not manifests[sd].is_done(item["utt"], digest)]
             if outputs:
                 jobs.append((split, item, outputs))

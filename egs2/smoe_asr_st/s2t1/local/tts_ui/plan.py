@@ -89,11 +89,6 @@ def plan_config_from_args(args) -> PlanConfig:
                       snr=tuple(args.snr), num_rooms=args.num_rooms)
 
 
-def voices_for(split: str) -> list[Voice]:
-    test = split in TEST_SPLITS
-    return [v for v in VOICES if v.test_only == test]
-
-
 def room_bank(split: str) -> str:
     return "test" if split in TEST_SPLITS else "train"
 
@@ -122,7 +117,7 @@ def make_plan(text_tsv: Path, split: str, cfg: PlanConfig) -> list[dict]:
     """One dict per utterance of a text split (sorted by utterance id)."""
     rows = read_tsv(text_tsv)
     rng = utt_rng(cfg.seed, "plan", split)
-    voices = voices_for(split)
+    voices = [v for v in VOICES if v.test_only == (split in TEST_SPLITS)]  # held-out voices for the tests
     flite = [v for v in voices if v.engine == "flite"]
     espeak = [v for v in voices if v.engine == "espeak-ng"]
     n = len(rows)

@@ -70,15 +70,11 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
-def _is_latin_letter(ch: str) -> bool:
-    return ch.isalpha() and unicodedata.name(ch, "").startswith("LATIN")
-
-
 def _bad_chars(text: str) -> tuple[bool, bool]:
     """(has digits, has other non-speakable characters)."""
     digits = other = False
     for ch in text:
-        if ch == " " or ch in BASIC_PUNCT or _is_latin_letter(ch):
+        if ch == " " or ch in BASIC_PUNCT or (ch.isalpha() and unicodedata.name(ch, "").startswith("LATIN")):
             continue
         if ch.isdigit():
             digits = True
