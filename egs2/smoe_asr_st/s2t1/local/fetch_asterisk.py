@@ -49,20 +49,14 @@ from local.file_io import display_path, write_tsv
 from local.log import setup_logging
 from local.stage import mark_done, stage_done, start_stage
 
-PACKAGES = (
-    "asterisk-core-sounds-en",
-    "asterisk-core-sounds-en-wav",
-    "asterisk-core-sounds-en-g722",
-    "asterisk-core-sounds-fr",
-)
+PACKAGES = ("asterisk-core-sounds-en", "asterisk-core-sounds-en-wav", "asterisk-core-sounds-en-g722",
+            "asterisk-core-sounds-fr")
 DEFAULT_VERSION = "1.6.1"
 DEFAULT_UPSTREAM_URL = "https://downloads.asterisk.org/pub/telephony/sounds/releases"
 # upstream tarball part -> subfolder of unpacked/upstream it is extracted into
 UPSTREAM_PARTS = {"en-wav": "en", "en-g722": "en", "fr-wav": "fr"}
-PROMPT_COLUMNS = [
-    "name", "en_entry", "en_text", "fr_entry", "fr_text",
-    "wav8k", "g722", "wav16k", "dur8k", "dur16k", "problem", "detail",
-]
+PROMPT_COLUMNS = ["name", "en_entry", "en_text", "fr_entry", "fr_text", "wav8k", "g722", "wav16k", "dur8k", "dur16k",
+                  "problem", "detail"]
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -79,11 +73,6 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- unpacking
-def find_debs(folder: Path) -> dict[str, Path]:
-    """Package name -> newest-looking .deb in folder (exact package-name match)."""
-    return {pkg: deb for pkg in PACKAGES if (deb := debian.cached_deb(folder, pkg))}
-
-
 def find_tarballs(folder: Path) -> dict[str, Path]:
     """Upstream part -> newest-looking tarball in folder."""
     hits = {part: sorted(folder.glob(f"asterisk-core-sounds-{part}-*.tar.gz")) for part in UPSTREAM_PARTS}
@@ -123,28 +112,23 @@ def unpack_tarballs(tarballs: dict[str, Path], unpack_dir: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- downloading
-def download_file(url: str, dest: Path) -> None:
-    tmp = dest.with_name(dest.name + ".part")
-    with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
-        total = int(resp.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                out.write(chunk)
-                bar.update(len(chunk))
-    os.replace(tmp, dest)
-
-
 def upstream_download(download_dir: Path, base_url: str, version: str) -> dict[str, Path]:
     download_dir.mkdir(parents=True, exist_ok=True)
     for part in UPSTREAM_PARTS:
         name = f"asterisk-core-sounds-{part}-{version}.tar.gz"
-        dest = download_dir / name
+        dest, tmp = download_dir / name, download_dir / f"{name}.part"
         if dest.exists():
             logging.info("already downloaded: %s", dest)
             continue
         url = f"{base_url.rstrip('/')}/{name}"
         logging.info("downloading %s", url)
-        download_file(url, dest)
+        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=name) as bar:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        os.replace(tmp, dest)  # an interrupted download leaves a .part, never a truncated tarball
     return find_tarballs(download_dir)
 
 
@@ -224,7 +208,9 @@ def obtain_sources(args) -> tuple[list[Path], str]:
     if source == "db":
         if db is None or not db.is_dir():
             raise FileNotFoundError(f"--db {args.db!r} is not a folder")
-        debs, tarballs = find_debs(db), find_tarballs(db)
+        # package name -> newest-looking .deb in db (exact package-name match)
+        debs = {pkg: deb for pkg in PACKAGES if (deb := debian.cached_deb(db, pkg))}
+        tarballs = find_tarballs(db)
         if debs:
             logging.info("db %s: %d .deb file(s)", db, len(debs))
             return [unpack_debs(debs, unpack_dir)], f"db-debs:{db}"
@@ -250,14 +236,11 @@ def obtain_sources(args) -> tuple[list[Path], str]:
 
 
 def build_inventory(roots: list[Path], out_dir: Path) -> tuple[list[dict[str, object]], dict[str, int]]:
-    en_txt = find_transcript(roots, "en")
-    fr_txt = find_transcript(roots, "fr")
-    en_entries, en_stats = parse_transcript(en_txt)
-    fr_entries, fr_stats = parse_transcript(fr_txt)
+    en_txt, fr_txt = find_transcript(roots, "en"), find_transcript(roots, "fr")
+    (en_entries, en_stats), (fr_entries, fr_stats) = parse_transcript(en_txt), parse_transcript(fr_txt)
     logging.info("English transcript %s: %s", en_txt, en_stats)
     logging.info("French transcript %s: %s", fr_txt, fr_stats)
-    wav_dir = find_audio_dir(roots, "wav", en_txt)
-    g722_dir = find_audio_dir(roots, "g722", en_txt)
+    wav_dir, g722_dir = find_audio_dir(roots, "wav", en_txt), find_audio_dir(roots, "g722", en_txt)
     wavs, g722s = list_audio(wav_dir, "wav"), list_audio(g722_dir, "g722")
     logging.info("audio: %d .wav (8 kHz) in %s, %d .g722 in %s", len(wavs), wav_dir, len(g722s), g722_dir)
 

@@ -145,18 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.info("%d unique sentences from %s; %d user symbols; sentencepiece vocab_size %d",
                  len(sentences), text_file, len(symbols), spm_vocab)
     spm.set_random_generator_seed(args.seed)
-    spm.SentencePieceTrainer.train(
-        input=str(corpus),
-        model_prefix=str(out_dir / "bpe"),
-        model_type="unigram",
-        vocab_size=spm_vocab,
-        hard_vocab_limit=False,
-        character_coverage=args.character_coverage,
-        user_defined_symbols=symbols,
-        shuffle_input_sentence=False,
-        num_threads=1,
-        minloglevel=1,
-    )
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(out_dir / "bpe"), model_type="unigram",
+                                   vocab_size=spm_vocab, hard_vocab_limit=False,
+                                   character_coverage=args.character_coverage, user_defined_symbols=symbols,
+                                   shuffle_input_sentence=False, num_threads=1, minloglevel=1)
     sp = spm.SentencePieceProcessor(model_file=str(out_dir / "bpe.model"))
     learned = sp.get_piece_size() - SPM_RESERVED - len(symbols)
     if learned < learned_target:
