@@ -47,10 +47,7 @@ _NAME_RE = re.compile(r"^[^\s:]+$")
 
 
 def read_text_file(path: Path) -> str:
-    """Read a (possibly gzipped) transcript: UTF-8, falling back to Latin-1.
-
-    The upstream French tarballs of older releases were ISO-8859-1.
-    """
+    """Read a (possibly gzipped) transcript: UTF-8, falling back to Latin-1 (older upstream French tarballs)."""
     path = Path(path)
     data = path.read_bytes()
     if path.suffix == ".gz":
@@ -89,10 +86,8 @@ def parse_transcript(path: Path) -> tuple[dict[str, TranscriptEntry], dict[str, 
             continue
         if name in entries:
             stats["duplicate"] += 1
-            logging.warning(
-                "%s:%d: duplicate entry %r ignored (first at line %d)",
-                path, line_no, name, entries[name].line_no,
-            )
+            logging.warning("%s:%d: duplicate entry %r ignored (first at line %d)", path, line_no, name,
+                            entries[name].line_no)
             continue
         entries[name] = TranscriptEntry(name, text.strip(), line_no)
         stats["entries"] += 1
@@ -121,9 +116,7 @@ def clean_field(text: str) -> str:
 # --------------------------------------------------------------------------- names
 def prompt_family(name: str) -> str:
     """Split unit: the subfolder for ``digits/1``-style names, else the prefix before '-'."""
-    if "/" in name:
-        return name.split("/", 1)[0]
-    return name.split("-", 1)[0]
+    return name.split("/" if "/" in name else "-", 1)[0]
 
 
 def flat_name(name: str) -> str:

@@ -61,12 +61,6 @@ def sentence_keys(data_dir: Path) -> set[str]:
     return keys
 
 
-def read_set(data_dir: Path) -> dict[str, dict[str, str]]:
-    """{file name: {utt: value}} of a validated S2T data dir."""
-    validate_data_dir(data_dir)
-    return {name: read_kaldi(data_dir / name) for name in FILES}
-
-
 def normalize_transcripts(files: dict[str, dict[str, str]], utt: str) -> None:
     """ASR target and CTC target of one utterance in the scored form (in place)."""
     files["text.ctc"][utt] = normalize_for_wer(files["text.ctc"][utt])
@@ -82,7 +76,8 @@ def combine(sets: list[Path], limits: list[int], exclude: list[Path], max_durati
     skipped: list[tuple] = []
     counts: dict[str, Counter] = {}
     for data_dir, limit in zip(sets, limits):
-        files = read_set(data_dir)
+        validate_data_dir(data_dir)
+        files = {name: read_kaldi(data_dir / name) for name in FILES}  # {file name: {utt: value}}
         # the utterances of each recording, recordings in the order of their first utterance id
         by_recording: dict[str, list[str]] = defaultdict(list)
         for utt in sorted(files["wav.scp"]):

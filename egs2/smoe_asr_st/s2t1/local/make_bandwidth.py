@@ -77,15 +77,6 @@ def write_pcm16(path: Path, wave: torch.Tensor) -> int:
     return clipped
 
 
-def make_pair(row: dict[str, str], nb_source: str) -> tuple[torch.Tensor, torch.Tensor]:
-    wb = read_audio(row["wav16k"], 16000)
-    if nb_source == "real":
-        nb = upsample_to_16k(read_audio(row["wav8k"], 8000), 8000)
-    else:
-        nb = upsample_to_16k(simulate_narrowband(wb, 16000), 8000)
-    return nb, wb
-
-
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -102,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = read_tsv(args.inventory)
     out_rows: list[dict[str, object]] = []
     status_counts: Counter = Counter()
-    total_clipped = 0
-    seconds = 0.0
+    total_clipped, seconds = 0, 0.0
     for row in tqdm(rows, desc=f"NB({args.nb_source})/WB 16 kHz", unit="prompt"):
         name = row["name"]
         out = {**dict.fromkeys(COLUMNS, ""), "name": name, "nb_source": args.nb_source, "status": "ok"}
@@ -117,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             out["detail"] = "no " + ", ".join(k for k in needed if not row[k])
         else:
             try:
-                nb, wb = make_pair(row, args.nb_source)
+                wb = read_audio(row["wav16k"], 16000)
+                real = args.nb_source == "real"
+                nb = upsample_to_16k(read_audio(row["wav8k"], 8000) if real else simulate_narrowband(wb, 16000), 8000)
                 diff = abs(nb.shape[-1] - wb.shape[-1]) / TARGET_RATE
                 if diff > args.max_len_diff:
                     out["status"] = "length_mismatch"

@@ -37,10 +37,8 @@ def _set_context(context: dict, worker: bool) -> None:
     WORKER_CONTEXT.update(context or {})
 
 
-def parallel_map(
-    func: Callable, items: Sequence, nj: int, desc: str, unit: str = "it", chunksize: int = 4,
-    context: dict | None = None,
-) -> Iterator:
+def parallel_map(func: Callable, items: Sequence, nj: int, desc: str, unit: str = "it", chunksize: int = 4,
+                 context: dict | None = None) -> Iterator:
     """Map ``func`` over ``items`` in ``nj`` processes (in order of completion), with a progress bar.
 
     ``context`` is ``WORKER_CONTEXT`` in each worker (and in this process when nj <= 1).

@@ -24,23 +24,6 @@ from local.tts_ui.manifest import Manifest
 from local.tts_ui.plan import TEST_SPLITS, read_plan
 
 
-def data_dir_name(split: str, bw: str | None = None) -> str:
-    if split == "ddtp_test":
-        return f"ddtp_test_{bw}"
-    if split == "test":
-        return f"{CORPUS}_test_{bw}"
-    return f"{CORPUS}_{split}"
-
-
-def write_split_dir(out: Path, entries: list[dict], tasks: bool) -> int:
-    """entries: {base, voice, wav, bw, en, fr}. Returns number of utterances written."""
-    files, utt2spk = new_files(), {}
-    for e in entries:
-        for utt in add_recording(files, e["base"], e["wav"], e["bw"], e["en"], e["fr"], test=not tasks):
-            utt2spk[utt] = e["voice"]
-    return write_data_dir(out, files, utt2spk)
-
-
 def run_data(work_dir: Path, audio_dir: Path, out_data: Path, splits=("train", "dev", *TEST_SPLITS)) -> dict:
     work_dir, audio_dir, out_data = Path(work_dir), Path(audio_dir).resolve(), Path(out_data)
     summary = {}
@@ -59,7 +42,7 @@ def run_data(work_dir: Path, audio_dir: Path, out_data: Path, splits=("train", "
                 if item["utt"] not in done[subdir] or not wav.exists():
                     missing += 1
                     continue
-                name = data_dir_name(split, bw if split in TEST_SPLITS else None)
+                name = {"ddtp_test": f"ddtp_test_{bw}", "test": f"{CORPUS}_test_{bw}"}.get(split, f"{CORPUS}_{split}")
                 groups[(name, subdir)].append({"base": item["utt"], "voice": item["voice"], "wav": str(wav),
                                                "bw": bw, "en": item["en"], "fr": item["fr"]})
         if split in TEST_SPLITS:
@@ -73,7 +56,12 @@ def run_data(work_dir: Path, audio_dir: Path, out_data: Path, splits=("train", "
                     missing += dropped
                 groups[k] = [e for e in groups[k] if e["base"] in common]
         for (name, _), entries in sorted(groups.items()):
-            n = write_split_dir(out_data / name, entries, tasks=split not in TEST_SPLITS)
+            files, utt2spk = new_files(), {}
+            for e in entries:
+                for utt in add_recording(files, e["base"], e["wav"], e["bw"], e["en"], e["fr"],
+                                         test=split in TEST_SPLITS):
+                    utt2spk[utt] = e["voice"]
+            n = write_data_dir(out_data / name, files, utt2spk)  # the number of entries written
             nb = sum(e["bw"] == "nb" for e in entries)
             summary[name] = {"utterances": len(entries), "entries": n, "nb": nb, "wb": len(entries) - nb,
                              "voices": len({e["voice"] for e in entries})}

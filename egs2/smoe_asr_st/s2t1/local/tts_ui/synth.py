@@ -48,11 +48,9 @@ def synthesize(item: dict, runtime: debian.TTSRuntime, tmp_dir: str | None = Non
     with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
         wav = os.path.join(tmp, "out.wav")
         if voice.engine == "flite":
-            cmd = runtime.flite_cmd(voice.name, item["en"], wav, item["tts"])
-            stdin = None
-        else:
-            cmd = runtime.espeak_cmd(voice.name, wav, item["tts"]["rate"], item["tts"]["pitch"])
-            stdin = item["en"]
+            cmd, stdin = runtime.flite_cmd(voice.name, item["en"], wav, item["tts"]), None
+        else:  # espeak-ng reads the text from stdin
+            cmd, stdin = runtime.espeak_cmd(voice.name, wav, item["tts"]["rate"], item["tts"]["pitch"]), item["en"]
         proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=runtime.env, timeout=120)
         if proc.returncode != 0 or not os.path.exists(wav):
             raise RuntimeError(f"{voice.engine} rc={proc.returncode}: {proc.stderr.strip()[-300:]}")
@@ -78,10 +76,8 @@ def _synth_outputs(split: str, item: dict, dirs: list[str]) -> dict[str, float]:
     return {dirs[0]: len(wave) / SAMPLE_RATE}
 
 
-def run_speech(
-    work_dir: Path, audio_dir: Path, cache_dir: Path, nj: int = 1, cfg: PlanConfig | None = None,
-    runtime: debian.TTSRuntime | None = None, splits=SPLITS,
-) -> dict:
+def run_speech(work_dir: Path, audio_dir: Path, cache_dir: Path, nj: int = 1, cfg: PlanConfig | None = None,
+               runtime: debian.TTSRuntime | None = None, splits=SPLITS) -> dict:
     """Synthesise every planned utterance that is not finished yet; returns counts."""
     t0 = time.time()
     work_dir, audio_dir = Path(work_dir), Path(audio_dir)
@@ -115,9 +111,8 @@ def run_speech(
         summary[split] = {"planned": len(items), "done": len(done), "hours": round(sum(done) / 3600, 3)}
         logging.info("%-9s: %5d/%d utterances, %.2f h of clean speech", split, len(done), len(items),
                      sum(done) / 3600)
-    summary["synthesised_now"] = n_ok
-    summary["seconds"] = round(elapsed, 1)
-    summary["utt_per_s"] = round(n_ok / elapsed, 1) if n_ok and elapsed > 0 else None
+    summary.update(synthesised_now=n_ok, seconds=round(elapsed, 1),
+                   utt_per_s=round(n_ok / elapsed, 1) if n_ok and elapsed > 0 else None)
     logging.info("synthesised %d utterances in %.1f s (%s utt/s with --nj %d)", n_ok, elapsed,
                  summary["utt_per_s"], nj)
     write_tsv(work_dir / "speech" / "failed.tsv", ("split", "utt", "voice", "error", "en"),

@@ -249,12 +249,10 @@ def sample_split(pool: list[tuple], num: int, seed: int, split: str) -> tuple[li
 
 
 # ----------------------------------------------------------------------------- main
-def build_text(
-    work_dir: Path, cache_dir: Path, num_train: int, num_dev: int, num_test: int, num_ddtp_test: int, seed: int = 1,
-    nj: int = 1, packages: tuple[str, ...] = GETTEXT_PACKAGES, ddtp: bool = True, deb_dir: Path | None = None,
-    ddtp_lists: tuple[Path, Path] | None = None, offline: bool = False, apt: debian.PrivateApt | None = None,
-    force: bool = False,
-) -> dict:
+def build_text(work_dir: Path, cache_dir: Path, num_train: int, num_dev: int, num_test: int, num_ddtp_test: int,
+               seed: int = 1, nj: int = 1, packages: tuple[str, ...] = GETTEXT_PACKAGES, ddtp: bool = True,
+               deb_dir: Path | None = None, ddtp_lists: tuple[Path, Path] | None = None, offline: bool = False,
+               apt: debian.PrivateApt | None = None, force: bool = False) -> dict:
     """Run the text stage; returns the counts summary (also in text/counts.json)."""
     t0 = time.time()
     work_dir, cache_dir = Path(work_dir), Path(cache_dir)
@@ -360,16 +358,12 @@ def build_text(
                      len(summary_splits[split]["catalogs"]), len(pool), len(chosen), wanted[split])
 
     write_tsv(out / "skipped.tsv", SKIP_HEADER, skipped)
-    catalog_rows = []
-    for name in sorted(catalogs):
-        c = per_catalog[name]
-        catalog_rows.append((name, assignment.get(name, "-"), catalogs[name]["entries"],
-                             len(catalogs[name]["kept"]), sizes[name], sampled_per_catalog[name],
-                             " ".join(f"{r}={c[r]}" for r in sorted(c))))
+    skip_counts = {name: " ".join(f"{r}={c[r]}" for r in sorted(c)) for name, c in per_catalog.items()}
+    catalog_rows = [(name, assignment.get(name, "-"), catalogs[name]["entries"], len(catalogs[name]["kept"]),
+                     sizes[name], sampled_per_catalog[name], skip_counts.get(name, "")) for name in sorted(catalogs)]
     if ddtp:
-        c = per_catalog[DDTP_CATALOG]
         catalog_rows.append((DDTP_CATALOG, "ddtp_test", "-", len(ddtp_pairs), len(ddtp_pool),
-                             sampled_per_catalog[DDTP_CATALOG], " ".join(f"{r}={c[r]}" for r in sorted(c))))
+                             sampled_per_catalog[DDTP_CATALOG], skip_counts.get(DDTP_CATALOG, "")))
     write_tsv(out / "catalogs.tsv",
               ("catalog", "split", "entries", "speakable", "after_dedup", "sampled", "skipped"), catalog_rows)
     for reason in sorted(reasons, key=lambda r: -reasons[r]):
