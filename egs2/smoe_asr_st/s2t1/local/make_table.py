@@ -86,14 +86,10 @@ TEST_SET_NAMES = {"tts_ui_test": "tts_ui test (held-out voices)", "ddtp_test": "
                   "test": "Asterisk test (real speech)"}
 SPREADS = {"std": "mean ± sample standard deviation over seeds (n-1; none for one seed)",
            "range": "mean (min-max) over seeds"}
-STEP_TIME_NOTE = (
-    "mean over epochs of ESPnet's `[train] train_time` (seconds per iteration, from the reporter "
-    "in checkpoint.pth), averaged over seeds; relative: the variant's mean over the baseline's"
-)
-VALID_ACC_NOTE = (
-    "dev-set token accuracy of the attention decoder (teacher forced, %), best epoch: "
-    "ESPnet's `[valid] acc` (reporter in checkpoint.pth), the checkpoint-selection criterion"
-)
+STEP_TIME_NOTE = ("mean over epochs of ESPnet's `[train] train_time` (seconds per iteration, from the reporter "
+                  "in checkpoint.pth), averaged over seeds; relative: the variant's mean over the baseline's")
+VALID_ACC_NOTE = ("dev-set token accuracy of the attention decoder (teacher forced, %), best epoch: "
+                  "ESPnet's `[valid] acc` (reporter in checkpoint.pth), the checkpoint-selection criterion")
 REL_WER_NOTE = "mean over the bandwidths of 100 * (WER - WER of the baseline) / WER of the baseline; negative is better"
 
 
@@ -312,14 +308,6 @@ def fmt_params(value) -> str:
     return "-" if value is None else f"{value / 1e6:.2f}M"
 
 
-def fmt_step(row: dict) -> str:
-    """``1.08x (0.54 s)``: ratio to the baseline and the mean seconds per iteration."""
-    mean, ratio = row["step_time"]["mean"], row["step_time_ratio"]
-    if mean is None:
-        return "-"
-    return ("-" if ratio is None else f"{ratio:.2f}x") + f" ({mean:.3f} s)"
-
-
 def _code(text: str) -> str:
     """Inline Markdown code that survives backquotes in the text."""
     return f"`` {text} ``" if "`" in text else f"`{text}`"
@@ -367,9 +355,12 @@ def table_markdown(table: dict, title: str, spread: str, image: str | None) -> s
                   "|" + "|".join(header) + "|", "|---|" + "---:|" * (len(header) - 1)]
         for row in table["rows"]:
             change = row["rel_wer_change"].get(group)
+            # step time: ``1.08x (0.540 s)``, the ratio to the baseline and the mean seconds per iteration
+            step, ratio = row["step_time"]["mean"], row["step_time_ratio"]
+            step = "-" if step is None else ("-" if ratio is None else f"{ratio:.2f}x") + f" ({step:.3f} s)"
             cells = [row["name"]] + [fmt_cell(row["cells"][c["key"]], spread) for c in cols]
             cells += [fmt_cell(row["valid_acc"], spread), fmt_params(row["total_params"]),
-                      fmt_params(row["active_params"]), fmt_step(row),
+                      fmt_params(row["active_params"]), step,
                       "baseline" if row["variant"] == table["baseline"] else
                       "-" if change is None else f"{change:+.1f}%"]  # fmt: skip
             lines.append("|" + "|".join(cells) + "|")
@@ -494,35 +485,6 @@ def replace_section(text: str, name: str, body: str) -> str:
     return text + ("\n" if text else "") + block
 
 
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    runs = p.add_mutually_exclusive_group(required=True)
-    runs.add_argument("--exp_template", help="run folder with {variant} and {seed}, e.g. exp/{variant}_seed{seed}")
-    runs.add_argument("--exp_dirs", type=Path, nargs="+", help="one run folder per variant (a single seed)")
-    p.add_argument("--variants", nargs="+", help="variant ids, in row order (with --exp_template)")
-    p.add_argument("--seeds", nargs="+", help="training seeds (with --exp_template)")
-    p.add_argument("--names", nargs="+", help="display names, one per variant (default: built in, else the id)")
-    p.add_argument("--baseline", default=None,
-                   help="variant the step time and WER are relative to (default: hard_sharing, else the first)")
-    p.add_argument("--test_sets", nargs="+", help="test sets to show, in order (default: all scored)")
-    p.add_argument("--metrics", nargs="+", default=["wer", "bleu", "chrf"], help="metric families")
-    p.add_argument("--asr_task", default="asr")
-    p.add_argument("--st_task", default="st_fra")
-    p.add_argument("--bootstrap", type=int, default=1000,
-                   help="paired bootstrap resamples against the baseline (local/significance.py); 0: none")
-    p.add_argument("--spread", choices=sorted(SPREADS), default="std", help="spread shown in the table")
-    p.add_argument("--out_dir", type=Path, required=True)
-    p.add_argument("--title", default=None, help="default: from the out_dir name")
-    p.add_argument("--command", default=None, help="command to record (default: this one)")
-    p.add_argument("--note", default=None, help="what the reader must know about this run (in the header)")
-    p.add_argument("--publish_md", type=Path, help="RESULTS.md to put the table into (a marked section)")
-    p.add_argument("--publish_json", type=Path, help="copy of table.json")
-    p.add_argument("--publish_png", type=Path, help="copy of table.png (linked from --publish_md)")
-    p.add_argument("--section", default=None, help="marker name in --publish_md (default: out_dir name)")
-    return p
-
-
 def find_runs(args) -> tuple[list[Run], list[str], list[str], dict[str, str]]:
     """Runs, variant ids, seeds and display names from the options."""
     if args.exp_dirs:
@@ -554,7 +516,32 @@ def find_runs(args) -> tuple[list[Run], list[str], list[str], dict[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    args = get_parser().parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    runs = p.add_mutually_exclusive_group(required=True)
+    runs.add_argument("--exp_template", help="run folder with {variant} and {seed}, e.g. exp/{variant}_seed{seed}")
+    runs.add_argument("--exp_dirs", type=Path, nargs="+", help="one run folder per variant (a single seed)")
+    p.add_argument("--variants", nargs="+", help="variant ids, in row order (with --exp_template)")
+    p.add_argument("--seeds", nargs="+", help="training seeds (with --exp_template)")
+    p.add_argument("--names", nargs="+", help="display names, one per variant (default: built in, else the id)")
+    p.add_argument("--baseline", default=None,
+                   help="variant the step time and WER are relative to (default: hard_sharing, else the first)")
+    p.add_argument("--test_sets", nargs="+", help="test sets to show, in order (default: all scored)")
+    p.add_argument("--metrics", nargs="+", default=["wer", "bleu", "chrf"], help="metric families")
+    p.add_argument("--asr_task", default="asr")
+    p.add_argument("--st_task", default="st_fra")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="paired bootstrap resamples against the baseline (local/significance.py); 0: none")
+    p.add_argument("--spread", choices=sorted(SPREADS), default="std", help="spread shown in the table")
+    p.add_argument("--out_dir", type=Path, required=True)
+    p.add_argument("--title", default=None, help="default: from the out_dir name")
+    p.add_argument("--command", default=None, help="command to record (default: this one)")
+    p.add_argument("--note", default=None, help="what the reader must know about this run (in the header)")
+    p.add_argument("--publish_md", type=Path, help="RESULTS.md to put the table into (a marked section)")
+    p.add_argument("--publish_json", type=Path, help="copy of table.json")
+    p.add_argument("--publish_png", type=Path, help="copy of table.png (linked from --publish_md)")
+    p.add_argument("--section", default=None, help="marker name in --publish_md (default: out_dir name)")
+    args = p.parse_args(argv)
     try:
         runs, variants, seeds, names = find_runs(args)
         metric_keys = split_words(args.metrics)
