@@ -116,7 +116,7 @@ def combine(sets: list[Path], limits: list[int], exclude: list[Path], max_durati
     return counts
 
 
-def get_parser() -> argparse.ArgumentParser:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sets", type=Path, nargs="+", required=True)
     p.add_argument("--max_recordings", type=int, nargs="+", default=None, help="per set; 0: all")
@@ -125,11 +125,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize_transcripts", type=lambda v: v.lower() in ("true", "1", "yes"), default=True,
                    help="ASR and CTC targets lower-cased without punctuation, as WER is scored")
     p.add_argument("--out", type=Path, required=True)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = p.parse_args(argv)
     setup_logging()
     limits = args.max_recordings or [0] * len(args.sets)
     if len(limits) != len(args.sets):

@@ -59,19 +59,6 @@ PROMPT_COLUMNS = ["name", "en_entry", "en_text", "fr_entry", "fr_text", "wav8k",
                   "problem", "detail"]
 
 
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--db", default="", help="ASTERISK folder from db.sh ('' = download)")
-    p.add_argument("--download_dir", default="downloads", type=Path)
-    p.add_argument("--out_dir", default="data/local/asterisk", type=Path)
-    p.add_argument("--source", default="auto", choices=["auto", "db", "apt", "upstream"])
-    p.add_argument("--version", default=DEFAULT_VERSION, help="upstream tarball version")
-    p.add_argument("--upstream_url", default=DEFAULT_UPSTREAM_URL)
-    p.add_argument("--force", action="store_true", help="redo even if the .done marker exists")
-    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
-    return p
-
-
 # --------------------------------------------------------------------------- unpacking
 def find_tarballs(folder: Path) -> dict[str, Path]:
     """Upstream part -> newest-looking tarball in folder."""
@@ -294,7 +281,16 @@ def build_inventory(roots: list[Path], out_dir: Path) -> tuple[list[dict[str, ob
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", default="", help="ASTERISK folder from db.sh ('' = download)")
+    p.add_argument("--download_dir", default="downloads", type=Path)
+    p.add_argument("--out_dir", default="data/local/asterisk", type=Path)
+    p.add_argument("--source", default="auto", choices=["auto", "db", "apt", "upstream"])
+    p.add_argument("--version", default=DEFAULT_VERSION, help="upstream tarball version")
+    p.add_argument("--upstream_url", default=DEFAULT_UPSTREAM_URL)
+    p.add_argument("--force", action="store_true", help="redo even if the .done marker exists")
+    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
+    args = p.parse_args(argv)
     setup_logging(args.verbose)
     start = time.time()
     out_dir: Path = args.out_dir

@@ -46,17 +46,6 @@ COLUMNS = ["name", "nb_source", "nb_wav", "wb_wav", "samples", "duration", "stat
 TARGET_RATE = 16000
 
 
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--inventory", default="data/local/asterisk/prompts.tsv", type=Path)
-    p.add_argument("--out_dir", default="data/local/bandwidth", type=Path)
-    p.add_argument("--nb_source", default="real", choices=["real", "simulated"])
-    p.add_argument("--max_len_diff", default=0.02, type=float, help="seconds")
-    p.add_argument("--force", action="store_true")
-    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
-    return p
-
-
 def read_audio(path: str, expected_rate: int) -> torch.Tensor:
     """Mono float32 tensor in [-1, 1]; raises on unreadable/empty/wrong-rate files."""
     data, rate = sf.read(path, dtype="float32", always_2d=True)
@@ -78,7 +67,14 @@ def write_pcm16(path: Path, wave: torch.Tensor) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--inventory", default="data/local/asterisk/prompts.tsv", type=Path)
+    p.add_argument("--out_dir", default="data/local/bandwidth", type=Path)
+    p.add_argument("--nb_source", default="real", choices=["real", "simulated"])
+    p.add_argument("--max_len_diff", default=0.02, type=float, help="seconds")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
+    args = p.parse_args(argv)
     setup_logging(args.verbose)
     start = time.time()
     out_dir: Path = args.out_dir

@@ -68,19 +68,6 @@ def user_symbols(timestamps: str = "ends") -> list[str]:
     return GUIDING_TOKENS + S2T_TOKENS + timestamp_tokens(timestamps)
 
 
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train_dir", default="data/train", type=Path)
-    p.add_argument("--vocab_size", default=300, type=int, help="learned pieces (specials come on top)")
-    p.add_argument("--out_dir", default=None, type=Path, help="default data/token_list/bpe_unigram<N>")
-    p.add_argument("--character_coverage", default=1.0, type=float)
-    p.add_argument("--seed", default=777, type=int)
-    p.add_argument("--timestamps", default="ends", choices=["ends", "all"],
-                   help="timestamp tokens: the range's two ends (untimed text) or all 1501 (OWSM)")
-    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
-    return p
-
-
 def training_sentences(text_file: Path) -> list[str]:
     """Unique plain sentences of a S2T ``text`` file, in first-seen order."""
     sentences = (PROMPT_RE.sub("", text).strip() for text in read_kaldi(text_file).values())
@@ -118,7 +105,16 @@ def check_token_list(tokens: list[str], sp: spm.SentencePieceProcessor, timestam
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train_dir", default="data/train", type=Path)
+    p.add_argument("--vocab_size", default=300, type=int, help="learned pieces (specials come on top)")
+    p.add_argument("--out_dir", default=None, type=Path, help="default data/token_list/bpe_unigram<N>")
+    p.add_argument("--character_coverage", default=1.0, type=float)
+    p.add_argument("--seed", default=777, type=int)
+    p.add_argument("--timestamps", default="ends", choices=["ends", "all"],
+                   help="timestamp tokens: the range's two ends (untimed text) or all 1501 (OWSM)")
+    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
+    args = p.parse_args(argv)
     setup_logging(args.verbose)
     start = time.time()
     out_dir = args.out_dir or Path(f"data/token_list/bpe_unigram{args.vocab_size}")

@@ -83,24 +83,6 @@ class Prompt:
     split: str = ""
 
 
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--inventory", default="data/local/asterisk/prompts.tsv", type=Path)
-    p.add_argument("--bandwidth", default="data/local/bandwidth/bandwidth.tsv", type=Path)
-    p.add_argument("--data_dir", default="data", type=Path)
-    p.add_argument("--local_dir", default="data/local", type=Path, help="skip log and summaries")
-    p.add_argument("--min_dur", default=0.2, type=float, help="seconds")
-    p.add_argument("--max_dur", default=8.0, type=float, help="seconds")
-    p.add_argument("--dev_frac", default=0.08, type=float)
-    p.add_argument("--test_frac", default=0.12, type=float)
-    p.add_argument("--train_only_families", default="digits,letters")
-    p.add_argument("--seed", default=777, type=int)
-    p.add_argument("--max_prompts", default=0, type=int, help="0 = all; else a small slice for CI")
-    p.add_argument("--abs_paths", action="store_true", help="absolute paths in wav.scp")
-    p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
-    return p
-
-
 # --------------------------------------------------------------------------- filtering
 def skip_reason(row: dict[str, str], bw: dict[str, str], min_dur: float, max_dur: float) -> tuple[str, str] | None:
     """The first filter (see the module docstring) that an inventory row fails: (reason, detail), or None."""
@@ -303,7 +285,21 @@ def write_test_dir(out: Path, prompts: list[Prompt], bw: str, absolute: bool) ->
 
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inventory", default="data/local/asterisk/prompts.tsv", type=Path)
+    parser.add_argument("--bandwidth", default="data/local/bandwidth/bandwidth.tsv", type=Path)
+    parser.add_argument("--data_dir", default="data", type=Path)
+    parser.add_argument("--local_dir", default="data/local", type=Path, help="skip log and summaries")
+    parser.add_argument("--min_dur", default=0.2, type=float, help="seconds")
+    parser.add_argument("--max_dur", default=8.0, type=float, help="seconds")
+    parser.add_argument("--dev_frac", default=0.08, type=float)
+    parser.add_argument("--test_frac", default=0.12, type=float)
+    parser.add_argument("--train_only_families", default="digits,letters")
+    parser.add_argument("--seed", default=777, type=int)
+    parser.add_argument("--max_prompts", default=0, type=int, help="0 = all; else a small slice for CI")
+    parser.add_argument("--abs_paths", action="store_true", help="absolute paths in wav.scp")
+    parser.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
+    args = parser.parse_args(argv)
     setup_logging(args.verbose)
     start = time.time()
     for path, stage in ((args.inventory, "local/fetch_asterisk.py"), (args.bandwidth, "local/make_bandwidth.py")):

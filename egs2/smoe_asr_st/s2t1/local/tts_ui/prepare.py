@@ -31,7 +31,7 @@ from local.tts_ui.text_prep import GETTEXT_PACKAGES, LANG, build_text
 STAGES = ("text", "plan", "speech", "channel", "data")
 
 
-def get_parser() -> argparse.ArgumentParser:
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out_data", type=Path, default=Path("data"), help="Kaldi data dirs go here")
     p.add_argument("--audio_dir", type=Path, required=True, help="FLAC files (clean/ and degraded)")
@@ -55,11 +55,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo the text stage even if finished with the same options")
     p.add_argument("--verbose", type=int, default=1, help="0: warnings, 1: info, 2: debug")
     add_plan_arguments(p)
-    return p
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = get_parser().parse_args(argv)
+    args = p.parse_args(argv)
     setup_logging(args.verbose)
     work_dir = args.work_dir or args.out_data / "local" / "tts_ui"
     num_ddtp = args.num_test if args.num_ddtp_test is None else args.num_ddtp_test
