@@ -50,8 +50,7 @@ def bandpass_fir(low_hz: float, high_hz: float, sample_rate: int, num_taps: int 
     if not 0.0 <= low_hz < high_hz <= nyquist:
         raise ValueError(f"bad band {low_hz}-{high_hz} Hz for sample rate {sample_rate}")
     n = torch.arange(num_taps, dtype=torch.float64) - (num_taps - 1) / 2
-    f_lo = low_hz / sample_rate
-    f_hi = high_hz / sample_rate
+    f_lo, f_hi = low_hz / sample_rate, high_hz / sample_rate
     taps = 2 * f_hi * torch.sinc(2 * f_hi * n) - 2 * f_lo * torch.sinc(2 * f_lo * n)
     taps = taps * torch.blackman_window(num_taps, periodic=False, dtype=torch.float64)
     # unit gain at the band centre
@@ -63,8 +62,7 @@ def bandpass_fir(low_hz: float, high_hz: float, sample_rate: int, num_taps: int 
 def fir_filter(wave: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     """Apply a symmetric FIR with FFT convolution, delay-compensated ('same' length)."""
     wave = _as_float(wave)
-    length = wave.shape[-1]
-    num_taps = taps.shape[-1]
+    length, num_taps = wave.shape[-1], taps.shape[-1]
     n_fft = 1 << (length + num_taps - 1 - 1).bit_length()
     spec = torch.fft.rfft(wave.to(torch.float64), n=n_fft)
     spec = spec * torch.fft.rfft(taps.to(torch.float64), n=n_fft)

@@ -27,7 +27,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
@@ -186,9 +185,7 @@ def _cpu_name() -> str:
 
 
 def _gpu_name() -> str:
-    # nvidia-smi rather than torch: no CUDA initialisation just to score text.
-    if shutil.which("nvidia-smi") is None:
-        return "none"
+    # nvidia-smi rather than torch: no CUDA initialisation just to score text ('' when there is none).
     names = _run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], Path.cwd())
     return ", ".join(names.splitlines()) or "none"
 

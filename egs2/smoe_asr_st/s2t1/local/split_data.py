@@ -363,11 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     summary["skipped"] = {f"{scope}:{reason}": n for (scope, reason), n in sorted(skip_counts.items())}
     write_tsv(args.local_dir / "skipped.tsv", SKIP_COLUMNS,
               sorted(skips, key=lambda r: (r["scope"], r["reason"], r["name"])))
-    fam_rows = []
-    for fam in sorted(fam_split):
-        members = [p for p in kept if p.family == fam]
-        fam_rows.append({"family": fam, "unit": unit_of[fam], "split": fam_split[fam], "prompts": len(members),
-                         "with_fr": sum(1 for p in members if p.fr)})
+    n_prompts, n_fr = Counter(p.family for p in kept), Counter(p.family for p in kept if p.fr)
+    fam_rows = [{"family": fam, "unit": unit_of[fam], "split": fam_split[fam], "prompts": n_prompts[fam],
+                 "with_fr": n_fr[fam]} for fam in sorted(fam_split)]
     write_tsv(args.local_dir / "split_families.tsv", ["family", "unit", "split", "prompts", "with_fr"], fam_rows)
     (args.local_dir / "split_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 

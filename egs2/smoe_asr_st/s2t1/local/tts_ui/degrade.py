@@ -176,8 +176,7 @@ def run_channel(work_dir: Path, audio_dir: Path, nj: int = 1, seed: int | None =
     # an output dir holds one split: its manifest keeps that split's planned utterances
     manifests = {sd: Manifest(audio_dir / sd, keep={it["utt"] for it in items}) for split, items in plans.items()
                  for sd in {sd for it in items for sd, _ in output_dirs(split, it["bw"])}}
-    jobs, missing_clean = [], []
-    needed_rooms = set()
+    jobs, missing_clean, needed_rooms = [], [], set()
     for split, items in plans.items():
         for item in items:
             if item["utt"] not in clean_done.get(split, {}):
@@ -203,8 +202,7 @@ def run_channel(work_dir: Path, audio_dir: Path, nj: int = 1, seed: int | None =
         summary[sd] = {"utterances": len(manifest.done),
                        "hours": round(sum(v[1] for v in manifest.done.values()) / 3600, 3)}
         logging.info("%-12s: %6d utterances, %.2f h", sd, summary[sd]["utterances"], summary[sd]["hours"])
-    summary["failed"] = len(failures)
-    summary["missing_clean"] = len(missing_clean)
+    summary.update(failed=len(failures), missing_clean=len(missing_clean))
     logging.info("channel stage done in %.1f s (%d processed now, %d failed)", time.time() - t0,
                  len(jobs) - len(failures), len(failures))
     return summary

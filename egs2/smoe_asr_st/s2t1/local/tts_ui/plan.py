@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from local.file_io import read_tsv
+from local.file_io import read_tsv, write_lines
 from local.tts_ui.common import SPLITS, utt_rng
 
 
@@ -173,9 +173,8 @@ def write_plans(text_dir: Path, plan_dir: Path, cfg: PlanConfig, splits=SPLITS) 
         if not tsv.exists():
             continue
         plans[split] = make_plan(tsv, split, cfg)
-        with open(plan_dir / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            for item in plans[split]:
-                f.write(json.dumps(item, ensure_ascii=False, sort_keys=True) + "\n")
+        lines = (json.dumps(item, ensure_ascii=False, sort_keys=True) + "\n" for item in plans[split])
+        write_lines(plan_dir / f"{split}.jsonl", lines)
     rooms = {bank: draw_rooms(bank, cfg) for bank in sorted({room_bank(s) for s in plans})}
     (plan_dir / "rooms.json").write_text(json.dumps(rooms, indent=0) + "\n")
     (plan_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")

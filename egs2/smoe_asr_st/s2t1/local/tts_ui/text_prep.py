@@ -118,19 +118,16 @@ def parse_translation_list(text: str, lang: str) -> dict[str, tuple[str, list[st
         lines: list[str] = []
         in_desc = False
         for line in record.splitlines():
-            if line.startswith("Package:"):
+            if in_desc and line.startswith(" "):  # a continuation line of the description
+                lines.append(line)
+                continue
+            in_desc = line.startswith(field)
+            if in_desc:
+                lines = [line[len(field):].strip()]
+            elif line.startswith("Package:"):
                 package = line.split(":", 1)[1].strip()
-                in_desc = False
             elif line.startswith("Description-md5:"):
                 md5 = line.split(":", 1)[1].strip()
-                in_desc = False
-            elif line.startswith(field):
-                lines = [line[len(field):].strip()]
-                in_desc = True
-            elif in_desc and line.startswith(" "):
-                lines.append(line)
-            else:
-                in_desc = False
         if md5 and lines and md5 not in out:
             out[md5] = (package or "", lines)
     return out
