@@ -188,10 +188,8 @@ def decode_g722_file(src: Path, dst: Path) -> int:
 def obtain_sources(args) -> tuple[list[Path], str]:
     """Returns the roots to search and a description of the source."""
     unpack_dir = args.out_dir / "unpacked"
-    source = args.source
     db = Path(args.db) if args.db else None
-    if source == "auto":
-        source = "db" if db else "apt"
+    source = ("db" if db else "apt") if args.source == "auto" else args.source
     if source == "db":
         if db is None or not db.is_dir():
             raise FileNotFoundError(f"--db {args.db!r} is not a folder")

@@ -267,9 +267,7 @@ def build_table(runs: list[Run], variants: list[str], seeds: list[str], names: d
                        "num_utts": num_utts.get(t)} for g, bw, t in triples],
         "columns": [{"key": f"{g}.{m.key}_{bw}", "group": g, "metric": m.key, "bandwidth": bw,
                      "label": m.column_label(bw), "lower_is_better": m.lower_is_better} for g, m, bw, _ in columns],
-        "training_budget": sorted([list(b) for b in budgets], key=str),
-        "rows": rows,
-        "warnings": warnings,
+        "training_budget": sorted([list(b) for b in budgets], key=str), "rows": rows, "warnings": warnings,
     }  # fmt: skip
 
 
@@ -397,8 +395,7 @@ def plot(table: dict, path: Path, title: str, spread: str) -> None:
     metric_keys = list(dict.fromkeys(c["metric"] for c in table["columns"]))
     rows = table["rows"]
     tasks = sorted({task for r in rows for task in r.get("dev_task_loss", {})})
-    ncols = max(len(metric_keys), 2, len(tasks))
-    nrows = len(groups) + 1 + bool(tasks)
+    ncols, nrows = max(len(metric_keys), 2, len(tasks)), len(groups) + 1 + bool(tasks)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
     width = 0.8 / max(len(rows), 1)
     names = {t["group"]: t["name"] for t in table["test_sets"]}
@@ -491,10 +488,9 @@ def find_runs(args) -> tuple[list[Run], list[str], list[str], dict[str, str]]:
         if args.variants or args.seeds:
             raise TableError("--variants and --seeds go with --exp_template, not --exp_dirs")
         runs = [load_run(str(d), "1", d) for d in args.exp_dirs]
-        variants = [r.variant for r in runs]
+        variants, seeds = [r.variant for r in runs], ["1"]
         # run.sh names the folder after the tag: exp/<tag>
         default_names = {r.variant: VARIANT_NAMES.get(r.exp_dir.resolve().name, r.exp_dir.resolve().name) for r in runs}
-        seeds = ["1"]
     else:
         variants, seeds = split_words(args.variants), split_words(args.seeds)
         if not variants or not seeds:
@@ -565,17 +561,12 @@ def main(argv: list[str] | None = None) -> int:
     given = argv if argv is not None else sys.argv[1:]
     command = args.command or shlex.join(["python", "-m", "local.make_table", *given])
     title = args.title or f"Comparison table: {args.out_dir.name.removeprefix('table_')}"
-    table = {
-        "title": title,
-        "header": header_info(runs, command, args.note or None),
-        "spread": {"shown": args.spread, "definitions": SPREADS},
-        "step_time": STEP_TIME_NOTE,
-        "valid_acc": VALID_ACC_NOTE,
-        "rel_wer_change": REL_WER_NOTE,
-        "units": {"wer": "%", "bleu": "sacrebleu BLEU, 0-100", "chrf": "sacrebleu chrF, 0-100",
-                  "step_time": "seconds per training iteration", "params": "count"},
-        **table,
-    }  # fmt: skip
+    table = {"title": title, "header": header_info(runs, command, args.note or None),
+             "spread": {"shown": args.spread, "definitions": SPREADS},
+             "step_time": STEP_TIME_NOTE, "valid_acc": VALID_ACC_NOTE, "rel_wer_change": REL_WER_NOTE,
+             "units": {"wer": "%", "bleu": "sacrebleu BLEU, 0-100", "chrf": "sacrebleu chrF, 0-100",
+                       "step_time": "seconds per training iteration", "params": "count"},
+             **table}  # fmt: skip
     args.out_dir.mkdir(parents=True, exist_ok=True)
     json_text = json.dumps(table, indent=2, ensure_ascii=False) + "\n"
     (args.out_dir / "table.json").write_text(json_text, encoding="utf-8")

@@ -32,8 +32,7 @@ def run_data(work_dir: Path, audio_dir: Path, out_data: Path, splits=("train", "
         if not items:
             continue
         groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-        missing = 0
-        done = {}
+        missing, done = 0, {}
         for item in items:
             for subdir, bw in output_dirs(split, item["bw"]):
                 if subdir not in done:

@@ -72,15 +72,9 @@ def normalize(text: str) -> str:
 
 def _bad_chars(text: str) -> tuple[bool, bool]:
     """(has digits, has other non-speakable characters)."""
-    digits = other = False
-    for ch in text:
-        if ch == " " or ch in BASIC_PUNCT or (ch.isalpha() and unicodedata.name(ch, "").startswith("LATIN")):
-            continue
-        if ch.isdigit():
-            digits = True
-        else:
-            other = True
-    return digits, other
+    odd = [ch for ch in text if ch != " " and ch not in BASIC_PUNCT
+           and not (ch.isalpha() and unicodedata.name(ch, "").startswith("LATIN"))]  # not a Latin letter
+    return any(ch.isdigit() for ch in odd), any(not ch.isdigit() for ch in odd)
 
 
 def num_words(text: str) -> int:

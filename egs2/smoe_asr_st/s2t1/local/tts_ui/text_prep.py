@@ -61,8 +61,7 @@ def extract_mo(deb: Path, out_dir: Path, lang: str = LANG) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.mo"):
         old.unlink()
-    written: list[Path] = []
-    names: Counter = Counter()
+    written, names = [], Counter()  # names: how often each .mo name came up (a repeat gets a suffix)
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
@@ -215,8 +214,7 @@ def assign_splits(sizes: dict[str, int], targets: dict[str, int], seed: int) -> 
         target = targets.get(split, 0)
         if target <= 0:
             continue
-        cap = max(1, target // 2)
-        pool = 0
+        cap, pool = max(1, target // 2), 0
         for catalog in order:
             if pool >= target:
                 break
@@ -291,13 +289,9 @@ def build_text(work_dir: Path, cache_dir: Path, num_train: int, num_dev: int, nu
             skip("gettext", name, reason, en, fr)
 
     # 3. DDTP
-    ddtp_pairs: list[tuple[str, str]] = []
-    ddtp_stats: dict = {}
+    ddtp_pairs, ddtp_stats = [], {}
     if ddtp:
-        if ddtp_lists:
-            en_path, fr_path = ddtp_lists
-        else:
-            en_path, fr_path = apt.translation_list("en", offline), apt.translation_list(LANG, offline)
+        en_path, fr_path = ddtp_lists or (apt.translation_list("en", offline), apt.translation_list(LANG, offline))
         logging.info("DDTP: aligning %s with %s", Path(en_path).name, Path(fr_path).name)
         en_list = parse_translation_list(debian.read_list_file(en_path), "en")
         fr_list = parse_translation_list(debian.read_list_file(fr_path), LANG)
