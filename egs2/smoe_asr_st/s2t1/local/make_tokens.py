@@ -60,8 +60,7 @@ def timestamp_tokens(which: str = "ends", last: float = 30.0, step: float = 0.02
         return [f"<{0:.2f}>", f"<{last:.2f}>"]
     if which != "all":
         raise ValueError(f"timestamps must be 'ends' or 'all', got {which!r}")
-    n = int(round(last / step))
-    return [f"<{i * step:.2f}>" for i in range(n + 1)]
+    return [f"<{i * step:.2f}>" for i in range(int(round(last / step)) + 1)]
 
 
 def user_symbols(timestamps: str = "ends") -> list[str]:

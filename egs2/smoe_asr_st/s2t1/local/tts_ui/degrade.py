@@ -113,8 +113,7 @@ def degrade(item: dict, clean: np.ndarray, seed: int, rir: np.ndarray | None = N
         size = 1 << (len(wave) + len(rir) - 2).bit_length()
         wave = np.fft.irfft(np.fft.rfft(wave, size) * np.fft.rfft(rir, size), size)[: len(wave)].astype(np.float32)
     speech_power = active_power(wave)
-    noise_cfg = item.get("noise")
-    if noise_cfg:
+    if noise_cfg := item.get("noise"):
         if noise_cfg["type"] == "babble" and others:
             noise = babble_noise(len(wave), others, rng)
         else:

@@ -73,9 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
                                     ddtp_lists=tuple(args.ddtp_lists) if args.ddtp_lists else None,
                                     offline=args.offline, apt=apt, force=args.force)
         times["text"] = time.time() - t
-    cfg = plan_config_from_args(args)
     if run["plan"]:
-        plans = write_plans(work_dir / "text", work_dir / "plan", cfg)
+        plans = write_plans(work_dir / "text", work_dir / "plan", plan_config_from_args(args))
         logging.info("plan: %s", ", ".join(f"{k}={len(v)}" for k, v in plans.items()))
     if run["speech"]:
         t = time.time()
