@@ -15,7 +15,11 @@ operator (``\\|``, ``\\>`` ... escaped in run.sh) acts as one inside the job, as
 Kaldi's run.pl; every other argument reaches the program verbatim.
 
 Backends:
-  local: the jobs run here, at most ``--max_jobs_run`` at a time (default: all).
+  local: the jobs run here, at most ``--max_jobs_run`` at a time (default: all). When
+    several run at once and ``OMP_NUM_THREADS`` is not set, each job gets an equal share of
+    this machine's cores as ``OMP_NUM_THREADS`` (at least 1): PyTorch otherwise starts one
+    thread per core in every job, and on 2 cores two decoding jobs of two threads each took
+    3.7x as long as with one thread each (spinning threads wait for each other).
   slurm: submitit submits them (a job array for ``JOB=a:b``) with the options of
     conf/slurm.conf and waits. ``--num_nodes N`` (N > 1) runs one task per node under
     srun, as ESPnet's ``--dist_launcher slurm --multiprocessing_distributed true``
@@ -55,8 +59,10 @@ def job_log(log: str, index: int | None, rank: int = 0) -> Path:
     return path.with_name(f"{path.stem}.rank{rank}{path.suffix}") if rank else path
 
 
-def run_job(command: list[str], log: str, index: int | None, cwd: str) -> int:
+def run_job(command: list[str], log: str, index: int | None, cwd: str, threads: int | None = None) -> int:
     """Runs one job with ``bash -o pipefail`` in cwd and writes its log; here or inside Slurm.
+
+    ``threads``: the job's ``OMP_NUM_THREADS`` (None: inherited).
 
     Returns:
         The exit code (negative: killed by that signal).
@@ -76,10 +82,12 @@ def run_job(command: list[str], log: str, index: int | None, cwd: str) -> int:
         fd.write(f"# {cmd}\n# Started at {time.ctime()} on {where}\n")
         fd.flush()
         start = time.monotonic()
+        env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        threads_used = os.environ.get("OMP_NUM_THREADS", "default") if threads is None else threads
         code = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=cwd, stdin=subprocess.DEVNULL,
-                              stdout=fd, stderr=subprocess.STDOUT).returncode
+                              stdout=fd, stderr=subprocess.STDOUT, env=env).returncode
         took = round(time.monotonic() - start)
-        fd.write(f"# Accounting: time={took} threads=1\n"
+        fd.write(f"# Accounting: time={took} threads={threads_used}\n"
                  f"# Ended (code {code}) at {time.ctime()}, elapsed time {took} seconds\n")
     return code
 
@@ -90,8 +98,12 @@ def run_local(args: argparse.Namespace, indices: list) -> dict:
     rewrites CUDA_VISIBLE_DEVICES; a thread pool around run_job is all that is needed."""
     if args.num_nodes > 1:
         raise LaunchError(f"--num_nodes {args.num_nodes} needs the slurm backend (cmd_backend=slurm in cmd.sh)")
-    with ThreadPoolExecutor(args.max_jobs_run or len(indices)) as pool:
-        codes = pool.map(lambda i: run_job(args.command, args.log, i, os.getcwd()), indices)
+    parallel = min(args.max_jobs_run or len(indices), len(indices))
+    threads = None
+    if parallel > 1 and "OMP_NUM_THREADS" not in os.environ:
+        threads = max(1, len(os.sched_getaffinity(0)) // parallel)
+    with ThreadPoolExecutor(parallel) as pool:
+        codes = pool.map(lambda i: run_job(args.command, args.log, i, os.getcwd(), threads), indices)
         return dict(zip(indices, codes))
 
 

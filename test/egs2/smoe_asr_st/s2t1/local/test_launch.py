@@ -41,6 +41,29 @@ def test_local_array_substitutes_job_in_logs_and_command(tmp_path):
     assert not (tmp_path / "exp/log/decode.JOB.log").exists()
 
 
+def test_local_jobs_share_the_cores(tmp_path, monkeypatch):
+    """Parallel local jobs get cores // jobs threads each; a user's OMP_NUM_THREADS wins; one job inherits."""
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+
+    def threads_seen(args, name):
+        """The OMP_NUM_THREADS that job 1 (or the single job) saw."""
+        log = f"{name}.JOB.log" if any(a.startswith("JOB=") for a in args) else f"{name}.log"
+        proc = run_launcher([*args, log, "bash", "-c", "echo threads=${OMP_NUM_THREADS:-unset}"], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        text = (tmp_path / log.replace("JOB", "1")).read_text()
+        return [line for line in text.splitlines() if line.startswith("threads=")]
+
+    share = max(1, cores // 2)
+    assert threads_seen(["JOB=1:2"], "a") == [f"threads={share}"]
+    assert "# Accounting: time=" in (tmp_path / "a.2.log").read_text()
+    assert f" threads={share}\n" in (tmp_path / "a.2.log").read_text()  # the footer says it too
+    assert threads_seen(["--max_jobs_run", "1", "JOB=1:3"], "b") == ["threads=unset"]
+    assert threads_seen([], "c") == ["threads=unset"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads_seen(["JOB=1:2"], "d") == ["threads=3"]
+
+
 def test_local_array_reports_failed_job_and_its_log(tmp_path):
     # Job 2 exits with 3, the others succeed.
     body = "echo hi; exit $(( JOB == 2 ? 3 : 0 ))"
