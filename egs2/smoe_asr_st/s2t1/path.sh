@@ -9,5 +9,6 @@ fi
 # shellcheck disable=SC1091
 . "${_repo}/.venv/bin/activate"
 export PYTHONIOENCODING=UTF-8
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+# OMP_NUM_THREADS stays as the user set it: unset, PyTorch uses every core in a single job,
+# and local/launch.py gives parallel jobs (decoding) an equal share of the cores each.
 unset _repo

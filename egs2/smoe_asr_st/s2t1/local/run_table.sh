@@ -103,7 +103,7 @@ run_one() {  # <variant> <seed> <tag>
 declare -a failed=() started=()
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     [ "${parallel_runs}" -ge 1 ] || { echo "$0: --parallel_runs must be >= 1" >&2; exit 1; }
-    if [ "${parallel_runs}" -gt 1 ]; then  # share the cores (path.sh keeps a set OMP_NUM_THREADS)
+    if [ "${parallel_runs}" -gt 1 ]; then  # share the cores (path.sh and the launcher keep a set OMP_NUM_THREADS)
         threads=$(( $(nproc) / parallel_runs ))
         export OMP_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
     fi
