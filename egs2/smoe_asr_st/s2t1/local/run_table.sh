@@ -120,7 +120,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
                     [ ! -f "${table_dir}/logs/${done_tag}.failed" ] || break 3
                 done
             fi
-            log "Stage 2: ${tag}: train, decode, score, pack (run.sh stages 8-11) -> exp/${tag}, OMP_NUM_THREADS=${OMP_NUM_THREADS}"
+            log "Stage 2: ${tag}: train, decode, score, pack (run.sh stages 8-11) -> exp/${tag}, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset (all cores)}"
             run_one "${v}" "${seed}" "${tag}" &
             started+=("${tag}")
         done
