@@ -59,10 +59,10 @@ def by_duration(keys: list[str], scp: dict[str, str]) -> list[str]:
 
 def remove_stale(out_dir: Path, nj: int, names: list[str]) -> None:
     """Deletes keys.J.scp and <name>.J (an extra file's chunk) with J > nj, left by an earlier run with more jobs."""
-    pattern = "|".join(re.escape(name) for name in ["keys", *names])
+    chunk = re.compile("|".join([r"keys\.(\d+)\.scp", *(rf"{re.escape(name)}\.(\d+)" for name in names)]))
     for path in out_dir.iterdir():
-        match = re.fullmatch(rf"(?:keys\.(\d+)\.scp|(?:{pattern})\.(\d+))", path.name)
-        if match and int(match.group(1) or match.group(2)) > nj:
+        match = chunk.fullmatch(path.name)
+        if match and int(next(g for g in match.groups() if g)) > nj:
             path.unlink()
 
 
