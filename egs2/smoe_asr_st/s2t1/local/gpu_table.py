@@ -3,7 +3,9 @@
 
 A GPU machine lent for minutes, with PyTorch but without ESPnet and without a network, can
 still build the tts_ui corpus, train hard sharing and S-MoE on it in bf16 with the GPU
-configs, decode, score and tabulate, if everything it cannot fetch travels with the repo:
+configs, decode, score and tabulate, if everything it cannot fetch travels with the repo.
+With ``--corpus asterisk`` (both subcommands) it runs the default corpus instead: the
+Asterisk .debs of stage 1 travel, and run.sh's own stages 1-7 build the data there.
 
     # here (Debian caches of stage 4 and PyPI reachable): wheels, TTS binaries, text, tests
     python -m local.gpu_table bundle --bundle_dir ../../../gpu_bundle --num_train 10000
@@ -50,6 +52,7 @@ WHEELS = (
     "espnet", "espnet-tts-frontend", "typeguard", "configargparse", "humanfriendly", "torch-complex",
     "editdistance", "kaldiio", "soundfile", "jiwer", "rapidfuzz", "librosa", "audioread", "soxr", "pooch",
     "decorator", "lazy-loader", "pyroomacoustics", "platformdirs", "cffi", "pycparser", "polib", "omniio",
+    "g722",
 )
 PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64",
                  "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
@@ -187,7 +190,17 @@ def bundle(a: argparse.Namespace) -> None:
             [f"text/{n}" for n in ("train.tsv", "dev.tsv", "test.tsv", "counts.json", ".done")
              if (work / "tts_ui/text" / n).exists()])
     shutil.rmtree(work)
-    # 4. the real Asterisk test sets (data dirs and the audio their wav.scp names)
+    # 4. the Asterisk corpus: the .debs stage 1 downloaded (run.sh stages 1-3 run there), or for
+    #    the tts_ui table only the real test sets (data dirs and the audio their wav.scp names)
+    if a.corpus == "asterisk":
+        debs = sorted((RECIPE / "downloads").glob("asterisk-core-sounds-*.deb"))
+        if len(debs) != 4:
+            raise SystemExit(f"gpu_table bundle: expected the 4 Asterisk .debs in {RECIPE / 'downloads'}, found "
+                             f"{[d.name for d in debs]}: run stage 1 once first")
+        (out / "asterisk_debs").mkdir(exist_ok=True)
+        for d in debs:
+            shutil.copy2(d, out / "asterisk_debs" / d.name)
+        a.asterisk_tests = []
     members = []
     for t in a.asterisk_tests:
         d = RECIPE / "data" / t
@@ -200,8 +213,9 @@ def bundle(a: argparse.Namespace) -> None:
                 raise SystemExit(f"gpu_table bundle: {d}/wav.scp names an absolute path ({path}); expected "
                                  "paths relative to the recipe dir")
             members.append(path)
-    add_tar(out / "asterisk_tests.tar.xz", RECIPE, members)
-    (out / "bundle.json").write_text(json.dumps({"sizes": sizes_args(a), "wheels": specs,
+    if members:
+        add_tar(out / "asterisk_tests.tar.xz", RECIPE, members)
+    (out / "bundle.json").write_text(json.dumps({"corpus": a.corpus, "sizes": sizes_args(a), "wheels": specs,
                                                  "asterisk_tests": a.asterisk_tests}, indent=1) + "\n")
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     logging.info("bundle %s: %.1f MiB", out, total / 2**20)
@@ -218,7 +232,8 @@ def run(a: argparse.Namespace) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     status: dict[str, object] = {"budget_s": a.budget_s}
-    runs = [(f"tts_ui_{v}_seed{s}", v, s) for s in a.seeds for v in a.variants]
+    runs = [(f"{a.corpus}_{v}_seed{s}", v, s) for s in a.seeds for v in a.variants]
+    table_dir = f"exp/table_{a.corpus}_gpu"
     tags = [r[0] for r in runs]
 
     def phase(name: str, start: float) -> None:
@@ -249,15 +264,15 @@ def run(a: argparse.Namespace) -> int:
         t = time.time()
         # Pack once before the table: on the device, loading each checkpoint for its reporter took
         # ~25 s, and a command killed at its limit inside this phase returned nothing at all.
-        pack_results(out, tags)
+        pack_results(out, tags, table_dir)
         for tag in tags:  # per-epoch times and losses of each run (its checkpoint does not travel back)
             if (RECIPE / "exp" / tag / "checkpoint.pth").exists():
                 sh([a.python, "-m", "espnet_smoe.reporter_stats", f"exp/{tag}", "--out",
                     f"exp/{tag}/reporter_stats.json"], logs / "table.log", env,
                    timeout=max(10.0, min(60.0, deadline - time.time())))
-        sh([a.python, "-m", "local.make_table", "--exp_template", "exp/tts_ui_{variant}_seed{seed}", "--variants",
-            " ".join(a.variants), "--seeds", " ".join(map(str, a.seeds)), "--out_dir", "exp/table_tts_ui_gpu",
-            "--title", "S-MoE vs hard sharing: tts_ui, GPU configs (bf16), time-budgeted training",
+        sh([a.python, "-m", "local.make_table", "--exp_template", f"exp/{a.corpus}_{{variant}}_seed{{seed}}",
+            "--variants", " ".join(a.variants), "--seeds", " ".join(map(str, a.seeds)), "--out_dir", table_dir,
+            "--title", f"S-MoE vs hard sharing: {a.corpus}, {a.config_template}, time-budgeted training",
             "--command", shlex.join(sys.argv), "--note", a.note], logs / "table.log", env,
            timeout=max(30.0, deadline + 30 - time.time()))
         phase("table", t)
@@ -270,14 +285,15 @@ def run(a: argparse.Namespace) -> int:
         status["seconds"] = times
         status["total_s"] = round(time.time() - t0, 1)
         (RECIPE / "exp/gpu_table_status.json").write_text(json.dumps(status, indent=1) + "\n")
-        pack_results(out, tags)
+        pack_results(out, tags, table_dir)
 
 
 def run_sh_args(a: argparse.Namespace, b: Path) -> list[str]:
     """run.sh and the options every call shares: the corpus, its sizes, all cores, the test sets."""
     sizes = json.loads((b / "bundle.json").read_text())["sizes"]
-    return ["./run.sh", "--corpus", "tts_ui", "--tts_ui_sizes", " ".join(sizes[1:6:2]),
-            "--nj", str(os.cpu_count() or 2), "--test_sets", " ".join(a.test_sets)]
+    tests = ["--test_sets", " ".join(a.test_sets)] if a.test_sets else []  # else the corpus's own
+    return ["./run.sh", "--corpus", a.corpus, "--tts_ui_sizes", " ".join(sizes[1:6:2]),
+            "--nj", str(os.cpu_count() or 2), *tests]
 
 
 def run_side_by_side(cmds: dict[str, list[str]], logs: Path, what: str, env: dict, deadline: float) -> dict:
@@ -300,10 +316,20 @@ def corpus(a: argparse.Namespace, b: Path, logs: Path, env: dict, phase) -> None
     t = time.time()
     for tar, dest in (("tts_prefix.tar.xz", RECIPE / "downloads/tts_ui/prefix"),
                       ("tts_ui_text.tar.xz", RECIPE / "data/local/tts_ui"), ("asterisk_tests.tar.xz", RECIPE)):
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(b / tar) as f:
-            f.extractall(dest, filter="tar")
+        if (b / tar).exists() or tar != "asterisk_tests.tar.xz":
+            dest.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(b / tar) as f:
+                f.extractall(dest, filter="tar")
     phase("unpack", t)
+    if a.corpus == "asterisk":  # run.sh's own stages: the .debs as db.sh's ASTERISK, tts_ui text already there
+        t = time.time()
+        code = sh([*run_sh, "--stage", "1", "--stop_stage", "7", "--train_config",
+                   a.config_template.format(variant=a.variants[0])], logs / "data.log",
+                  dict(env, ASTERISK=str(b / "asterisk_debs")))
+        phase("data_tokens_stats", t)
+        if code:
+            raise RuntimeError(f"run.sh stages 1-7 failed ({logs / 'data.log'})")
+        return
 
     t = time.time()
     code = sh([a.python, "-m", "local.tts_ui.prepare", "--out_data", "data", "--audio_dir",
@@ -357,10 +383,10 @@ def prepare_env(a: argparse.Namespace, b: Path, logs: Path) -> dict:
     return env
 
 
-def pack_results(out: Path, tags: list[str]) -> None:
+def pack_results(out: Path, tags: list[str], table_dir: str) -> None:
     """Small outputs only (no audio, no checkpoints) into <out>/results.tar.gz, and the table beside it."""
     members = []
-    for p in ["exp/gpu_table_status.json", "exp/gpu_table_logs", "exp/table_tts_ui_gpu",
+    for p in ["exp/gpu_table_status.json", "exp/gpu_table_logs", table_dir,
               "data/local/tts_ui/report.json"]:
         if (RECIPE / p).exists():
             members.append(p)
@@ -378,7 +404,7 @@ def pack_results(out: Path, tags: list[str]) -> None:
         for m in members:
             tar.add(RECIPE / m, arcname=m)
     for name in ("table.md", "table.json", "table.png"):
-        f = RECIPE / "exp/table_tts_ui_gpu" / name
+        f = RECIPE / table_dir / name
         if f.exists():
             shutil.copy2(f, out / name)
     shutil.copy2(RECIPE / "exp/gpu_table_status.json", out / "status.json")
@@ -392,6 +418,8 @@ def get_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("run", help="run the table on the GPU machine")
     for q in (pb, pr):
         q.add_argument("--bundle_dir", type=Path, default=REPO / "gpu_bundle")
+        q.add_argument("--corpus", choices=["tts_ui", "asterisk"], default="tts_ui",
+                       help="asterisk: the default run's corpus (Asterisk train + a tts_ui slice, real tests)")
     pb.add_argument("--num_train", type=int, default=10000)
     pb.add_argument("--num_dev", type=int, default=300)
     pb.add_argument("--num_test", type=int, default=300)
@@ -412,7 +440,8 @@ def get_parser() -> argparse.ArgumentParser:
                     help="conf/tuning/train_{variant}_tiny.yaml for a CPU rehearsal")
     pr.add_argument("--variants", nargs="+", default=["hard_sharing", "smoe_encdec"])
     pr.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
-    pr.add_argument("--test_sets", nargs="+", default=["tts_ui_test_nb", "tts_ui_test_wb", "test_nb", "test_wb"])
+    pr.add_argument("--test_sets", nargs="*", default=None,
+                    help="default: tts_ui and Asterisk tests for --corpus tts_ui, the corpus's own for asterisk")
     pr.add_argument("--train_args", default="--max_epoch 1000 --num_iters_per_epoch 200 --batch_bins 4000000 "
                     "--scheduler_conf warmup_steps=600 --optim_conf lr=0.0015 --use_amp true --num_workers 3")
     pr.add_argument("--inference_args", default="--batch_size 32")
@@ -423,6 +452,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (gpu_table) %(message)s")
     a = get_parser().parse_args(argv)
+    if a.command == "run" and a.test_sets is None and a.corpus == "tts_ui":
+        a.test_sets = ["tts_ui_test_nb", "tts_ui_test_wb", "test_nb", "test_wb"]
     if a.command == "bundle":
         bundle(a)
         return 0
