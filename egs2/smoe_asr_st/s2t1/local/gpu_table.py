@@ -407,7 +407,8 @@ def pack_results(out: Path, tags: list[str], table_dir: str) -> None:
         f = RECIPE / table_dir / name
         if f.exists():
             shutil.copy2(f, out / name)
-    shutil.copy2(RECIPE / "exp/gpu_table_status.json", out / "status.json")
+    if (RECIPE / "exp/gpu_table_status.json").exists():  # written at the end: not there at the first packing
+        shutil.copy2(RECIPE / "exp/gpu_table_status.json", out / "status.json")
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -433,8 +434,9 @@ def get_parser() -> argparse.ArgumentParser:
     pr.add_argument("--decode_reserve_s", type=float, default=130, help="kept for decoding, scoring, table")
     pr.add_argument("--table_reserve_s", type=float, default=90,
                     help="kept for the reporters (~25 s per run on the GPU machine), the table and packing")
-    pr.add_argument("--phases", nargs="+", default=["corpus", "train", "decode"],
-                    choices=["corpus", "train", "decode"], help="the table is always made (a rerun can skip phases)")
+    pr.add_argument("--phases", nargs="*", default=["corpus", "train", "decode"],
+                    choices=["corpus", "train", "decode"],
+                    help="the table is always made (a rerun can skip phases; none: only the table)")
     pr.add_argument("--ngpu", type=int, default=1, help="0: a CPU rehearsal (with the tiny configs)")
     pr.add_argument("--config_template", default="conf/train_{variant}.yaml",
                     help="conf/tuning/train_{variant}_tiny.yaml for a CPU rehearsal")
