@@ -290,7 +290,11 @@ def run(a: argparse.Namespace) -> int:
 
 def run_sh_args(a: argparse.Namespace, b: Path) -> list[str]:
     """run.sh and the options every call shares: the corpus, its sizes, all cores, the test sets."""
-    sizes = json.loads((b / "bundle.json").read_text())["sizes"]
+    made = json.loads((b / "bundle.json").read_text())
+    if made.get("corpus", "tts_ui") != a.corpus:
+        raise SystemExit(f"gpu_table run: {b} was bundled for --corpus {made.get('corpus', 'tts_ui')}, "
+                         f"not {a.corpus}: run `gpu_table bundle --corpus {a.corpus}` here first")
+    sizes = made["sizes"]
     tests = ["--test_sets", " ".join(a.test_sets)] if a.test_sets else []  # else the corpus's own
     return ["./run.sh", "--corpus", a.corpus, "--tts_ui_sizes", " ".join(sizes[1:6:2]),
             "--nj", str(os.cpu_count() or 2), *tests]

@@ -1,10 +1,14 @@
-"""local/gpu_table.py: the deadline stops whole process groups; finished jobs keep their codes."""
+"""local/gpu_table.py: the deadline stops whole process groups; finished jobs keep their codes;
+run.sh gets the bundle's corpus and sizes."""
 
+import json
 import os
 import subprocess
 import time
 
-from local.gpu_table import run_side_by_side, wait_group
+import pytest
+
+from local.gpu_table import RECIPE, get_parser, run_sh_args, run_side_by_side, wait_group
 
 
 def _alive(pid: int) -> bool:
@@ -37,3 +41,39 @@ def test_side_by_side_logs_each_job(tmp_path):
     assert codes == {"a": 0, "b": 1}
     assert (tmp_path / "a.train.log").read_text() == "one\n"
     assert (tmp_path / "b.train.log").read_text() == "two\n"
+
+
+def _bundle(tmp_path, corpus):
+    sizes = ["--num_train", "3000", "--num_dev", "0", "--num_test", "0", "--num_ddtp_test", "0", "--seed", "1"]
+    (tmp_path / "bundle.json").write_text(json.dumps({"corpus": corpus, "sizes": sizes}))
+    return tmp_path
+
+
+def test_asterisk_runs_use_the_corpus_and_its_own_test_sets(tmp_path):
+    a = get_parser().parse_args(["run", "--out_dir", str(tmp_path), "--corpus", "asterisk"])
+    args = run_sh_args(a, _bundle(tmp_path, "asterisk"))
+    assert args[:5] == ["./run.sh", "--corpus", "asterisk", "--tts_ui_sizes", "3000 0 0"], args
+    assert "--test_sets" not in args, args  # run.sh's own: the real Asterisk test_nb / test_wb
+
+
+def test_tts_ui_runs_keep_the_asterisk_tests_beside_their_own(tmp_path):
+    a = get_parser().parse_args(["run", "--out_dir", str(tmp_path)])
+    if a.test_sets is None:  # main() fills in the tts_ui default
+        a.test_sets = ["tts_ui_test_nb", "tts_ui_test_wb", "test_nb", "test_wb"]
+    args = run_sh_args(a, _bundle(tmp_path, "tts_ui"))
+    assert args[args.index("--corpus") + 1] == "tts_ui"
+    assert args[args.index("--test_sets") + 1] == "tts_ui_test_nb tts_ui_test_wb test_nb test_wb"
+
+
+def test_a_bundle_of_the_other_corpus_is_refused(tmp_path):
+    a = get_parser().parse_args(["run", "--out_dir", str(tmp_path), "--corpus", "asterisk"])
+    with pytest.raises(SystemExit, match="bundled for --corpus tts_ui, not asterisk"):
+        run_sh_args(a, _bundle(tmp_path, "tts_ui"))
+
+
+def test_db_sh_keeps_a_corpus_path_set_in_the_environment():
+    db = RECIPE / "db.sh"
+    env = {k: v for k, v in os.environ.items() if k not in ("ASTERISK", "MUSTC")}
+    out = subprocess.run(["bash", "-c", f". {db}; echo \"[$ASTERISK] [$MUSTC]\""], env=dict(env, ASTERISK="/x/debs"),
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "[/x/debs] []\n", out
