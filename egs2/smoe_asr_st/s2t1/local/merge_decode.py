@@ -13,8 +13,10 @@ text_nospecial, token, token_int and score into ``OUT/1best_recog/<file>``
 (``OUT`` defaults to ``DIR``), sorted by key. ``--task``: the jobs decoded
 several tasks (``s2t_inference --task_sym asr st_fra`` writes one sub-folder
 per task); merge this task's. ``--keys FILE``: the jobs decoded several sets
-(``split_keys.py`` with several ``--scp``); merge the keys of this Kaldi file
-(e.g. the set's wav.scp), which must all be in the jobs' key files. A file
+(``split_keys.py`` with several ``--scp``, whose keys are ``<set>/<key>``);
+merge the keys of this Kaldi file (e.g. the set's wav.scp, ``<set>`` its folder's
+name), which must all be in the jobs' key files, and write them without the
+prefix. A file
 written by no job is skipped (e.g. ``text`` when the model has no tokenizer);
 one written by only some jobs is an error. Each merged file must hold exactly
 the decoded keys, otherwise the missing or unexpected keys are named.
@@ -61,8 +63,12 @@ def merge(out_dir: Path, nj: int, files: list[str], task: str = "", target_dir: 
             raise MergeError(f"{key_file} not found (was the scp split with --nj {nj}?)")
         expected.update(read_kaldi(key_file))
     decoded = expected
+    prefix = ""
     if keys is not None:
         expected = set(read_kaldi(keys))
+        if any(k.startswith(f"{keys.resolve().parent.name}/") for k in decoded):  # jobs of several sets
+            prefix = f"{keys.resolve().parent.name}/"
+            expected = {prefix + k for k in expected}
         if expected - decoded:
             raise MergeError(f"{len(expected - decoded)} key(s) of {keys} not in {out_dir}/keys.*.scp: "
                              f"{name_keys(expected - decoded)}")
@@ -90,7 +96,7 @@ def merge(out_dir: Path, nj: int, files: list[str], task: str = "", target_dir: 
         if problems:
             raise MergeError(f"{where}/{name}: " + "; ".join(problems))
         target = (target_dir or out_dir) / "1best_recog" / name
-        write_lines(target, (f"{key} {lines[key]}\n" for key in sorted(lines)))
+        write_lines(target, (f"{key[len(prefix):]} {lines[key]}\n" for key in sorted(lines)))
         merged.append(name)
     if not merged:
         raise MergeError(f"none of {', '.join(files)} found under {where}")

@@ -278,7 +278,7 @@ def test_split_keys_deals_sorted_keys_to_jobs(tmp_path):
 
 
 def test_split_keys_splits_several_sets_as_one(tmp_path):
-    for name, keys in (("nb", ["nb_1", "nb_2", "nb_3"]), ("wb", ["wb_1", "wb_2"])):
+    for name, keys in (("nb", ["u1", "u2", "u3"]), ("wb", ["u1", "u2"])):  # tts_ui's NB and WB tests share keys
         (tmp_path / name).mkdir()
         write_scp(tmp_path / name / "wav.scp", keys)
         (tmp_path / name / "utt2bw").write_text("".join(f"{k} <{name}>\n" for k in keys))
@@ -286,13 +286,33 @@ def test_split_keys_splits_several_sets_as_one(tmp_path):
             "--scp", "wb/wav.scp", "--extra", "wb/utt2bw"]
     proc = run_tool(SPLIT_KEYS, args, tmp_path)
     assert proc.returncode == 0 and proc.stdout == "2\n", proc.stderr
-    job1 = [line.split()[0] for line in (tmp_path / "d/keys.1.scp").read_text().splitlines()]
-    assert job1 == ["nb_1", "nb_2", "nb_3"]
-    assert (tmp_path / "d/utt2bw.2").read_text() == "wb_1 <wb>\nwb_2 <wb>\n"
-    # a key in two sets could not be merged back into one of them: an error naming both files
-    write_scp(tmp_path / "wb/wav.scp", ["wb_1", "nb_2"])
-    proc = run_tool(SPLIT_KEYS, args, tmp_path)
-    assert proc.returncode == 1 and "key nb_2 is in both nb/wav.scp and wb/wav.scp" in proc.stderr
+    # keys become <set>/<key>, so a key of both sets is decoded once for each
+    assert (tmp_path / "d/keys.1.scp").read_text() == "nb/u1 /wav/u1.wav\nnb/u2 /wav/u2.wav\nnb/u3 /wav/u3.wav\n"
+    assert (tmp_path / "d/utt2bw.2").read_text() == "wb/u1 <wb>\nwb/u2 <wb>\n"
+    # two sets in folders of one name could not be told apart: an error naming both files
+    (tmp_path / "x/nb").mkdir(parents=True)
+    write_scp(tmp_path / "x/nb/wav.scp", ["v1"])
+    proc = run_tool(SPLIT_KEYS, ["--nj", "1", "--out_dir", "d", "--scp", "nb/wav.scp", "--scp", "x/nb/wav.scp"],
+                    tmp_path)
+    assert proc.returncode == 1 and "nb/wav.scp and x/nb/wav.scp are in folders of one name" in proc.stderr
+
+
+def test_merge_decode_takes_back_each_set_of_a_several_set_split(tmp_path):
+    for name in ("nb", "wb"):
+        (tmp_path / name).mkdir()
+        write_scp(tmp_path / name / "wav.scp", ["u2", "u1", f"only_{name}"])
+    nj = int(run_tool(SPLIT_KEYS, ["--nj", "2", "--out_dir", "dec", "--scp", "nb/wav.scp", "--scp", "wb/wav.scp"],
+                      tmp_path).stdout)
+    proc = run_launcher([f"JOB=1:{nj}", "dec/log/decode.JOB.log", sys.executable, "-c", FAKE_DECODER]
+                        + ["dec/keys.JOB.scp", "dec/output.JOB"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("nb", "wb"):
+        proc = run_tool(MERGE_DECODE, ["--nj", str(nj), "--dir", "dec", "--keys", f"{name}/wav.scp",
+                                       "--out_dir", f"{name}_out"], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        # each set's own hypotheses (the fake decoder echoes the job key), under the set's keys
+        assert (tmp_path / f"{name}_out/1best_recog/text").read_text() == "".join(
+            f"{k} hyp of {name}/{k}\n" for k in sorted(["u1", "u2", f"only_{name}"]))
 
 
 def test_split_keys_caps_nj_and_removes_stale_files(tmp_path):
