@@ -13,13 +13,12 @@ text_nospecial, token, token_int and score into ``OUT/1best_recog/<file>``
 (``OUT`` defaults to ``DIR``), sorted by key. ``--task``: the jobs decoded
 several tasks (``s2t_inference --task_sym asr st_fra`` writes one sub-folder
 per task); merge this task's. ``--keys FILE``: the jobs decoded several sets
-(``split_keys.py`` with several ``--scp``, whose keys are ``<set>/<key>``);
-merge the keys of this Kaldi file (e.g. the set's wav.scp, ``<set>`` its folder's
-name), which must all be in the jobs' key files, and write them without the
-prefix. A file
-written by no job is skipped (e.g. ``text`` when the model has no tokenizer);
-one written by only some jobs is an error. Each merged file must hold exactly
-the decoded keys, otherwise the missing or unexpected keys are named.
+(``split_keys.py`` with several ``--scp``: keys ``<set>/<key>``); merge the keys
+of this Kaldi file (e.g. the set's wav.scp in folder ``<set>``), which must all be
+in the jobs' key files, without the prefix. A file written by no job is skipped
+(e.g. ``text`` when the model has no tokenizer); one written by only some jobs is
+an error. Each merged file must hold exactly the decoded keys, otherwise the
+missing or unexpected keys are named.
 """
 
 from __future__ import annotations
@@ -65,10 +64,9 @@ def merge(out_dir: Path, nj: int, files: list[str], task: str = "", target_dir: 
     decoded = expected
     prefix = ""
     if keys is not None:
-        expected = set(read_kaldi(keys))
         if any(k.startswith(f"{keys.resolve().parent.name}/") for k in decoded):  # jobs of several sets
             prefix = f"{keys.resolve().parent.name}/"
-            expected = {prefix + k for k in expected}
+        expected = {prefix + k for k in read_kaldi(keys)}
         if expected - decoded:
             raise MergeError(f"{len(expected - decoded)} key(s) of {keys} not in {out_dir}/keys.*.scp: "
                              f"{name_keys(expected - decoded)}")

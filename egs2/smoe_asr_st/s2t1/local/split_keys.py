@@ -8,10 +8,8 @@ Usage::
 
 writes ``DIR/keys.1.scp .. DIR/keys.<nj>.scp``. Several ``--scp`` (e.g. every test
 set) are split as one, so ESPnet and the model load once per job rather than once
-per set and job. Sets may share keys (tts_ui's NB and WB tests read the same
-sentences under the same keys), so with several ``--scp`` every key is written as
-``<set>/<key>``, ``<set>`` being the name of the scp's folder (these must differ);
-``merge_decode.py --keys data/<set>/wav.scp`` takes the prefix off again.
+per set and job; their keys are written as ``<set>/<key>`` (``<set>``: the scp's
+folder name), as sets may share keys (tts_ui's NB and WB tests do).
 Every key lands in exactly one file; chunk sizes differ by at most one. ``nj`` is
 capped at the number of keys, and the effective value is the only thing printed
 on stdout so that run.sh can use it for ``JOB=1:${nj}``. The files keep the full
@@ -25,8 +23,7 @@ padding short ones, and every job gets a similar amount of audio. ESPnet's
 decoding reads its data files as streams in file order, so a sorted job decodes
 from its own files: ``keys.J.scp`` is a wav.scp, and ``--extra FILE`` (e.g. a
 set's utt2bw) writes ``DIR/<FILE's name>.J`` with the same keys in the same
-order; extra files of the same name (one per set; with several sets their keys get
-the same ``<set>/`` prefix as the scps' keys) are read as one.
+order; extra files of the same name (one per set, keys prefixed alike) are one.
 """
 
 from __future__ import annotations
@@ -71,20 +68,13 @@ def remove_stale(out_dir: Path, nj: int, names: list[str]) -> None:
 
 
 def read_sets(scps: list[Path], extra: list[Path]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """The scps' lines as one ``{key: value}`` and the extra files' as ``{file name: {key: value}}``.
-
-    With several scps each key is ``<set>/<key>``, ``<set>`` the name of the file's folder.
+    """The scps' lines as one ``{key: value}`` and the extra files' as ``{file name: {key: value}}``;
+    with several scps each key is ``<set>/<key>``, ``<set>`` the name of the file's folder.
 
     Raises:
-        ValueError: On a malformed file, two scps in folders of one name, or a key twice in one
-            extra file name of one folder.
+        ValueError: On a malformed file, or a key twice after prefixing (set folders of one name).
     """
     several = len(scps) > 1
-    folders: dict[str, Path] = {}
-    for path in scps:
-        if several and folders.setdefault(path.resolve().parent.name, path) != path:
-            raise ValueError(f"{folders[path.resolve().parent.name]} and {path} are in folders of one name: "
-                             "several --scp need differently named set folders (keys become <set>/<key>)")
     rows: dict[str, str] = {}
     source: dict[str, Path] = {}
     extras: dict[str, dict[str, str]] = {}
@@ -93,7 +83,8 @@ def read_sets(scps: list[Path], extra: list[Path]) -> tuple[dict[str, str], dict
         prefix = f"{path.resolve().parent.name}/" if several else ""
         for key, value in read_kaldi(path).items():
             if prefix + key in table:
-                raise ValueError(f"key {key} is in both {source[prefix + key]} and {path}")
+                raise ValueError(f"key {key} is in both {source[prefix + key]} and {path} (with several --scp, "
+                                 "keys become <set>/<key>: the set folders need different names)")
             table[prefix + key], source[prefix + key] = value, path
     return rows, extras
 

@@ -291,10 +291,10 @@ def test_split_keys_splits_several_sets_as_one(tmp_path):
     assert (tmp_path / "d/utt2bw.2").read_text() == "wb/u1 <wb>\nwb/u2 <wb>\n"
     # two sets in folders of one name could not be told apart: an error naming both files
     (tmp_path / "x/nb").mkdir(parents=True)
-    write_scp(tmp_path / "x/nb/wav.scp", ["v1"])
+    write_scp(tmp_path / "x/nb/wav.scp", ["v1", "u2"])
     proc = run_tool(SPLIT_KEYS, ["--nj", "1", "--out_dir", "d", "--scp", "nb/wav.scp", "--scp", "x/nb/wav.scp"],
                     tmp_path)
-    assert proc.returncode == 1 and "nb/wav.scp and x/nb/wav.scp are in folders of one name" in proc.stderr
+    assert proc.returncode == 1 and "key u2 is in both nb/wav.scp and x/nb/wav.scp" in proc.stderr
 
 
 def test_merge_decode_takes_back_each_set_of_a_several_set_split(tmp_path):
