@@ -6,6 +6,7 @@ exp and downloads land in tmp), from the Asterisk download to packed.zip.
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -67,11 +68,11 @@ def test_results_hold_every_test_utterance_for_both_tasks(recipe_run):
     assert set(got) == {("asr", "nb"), ("asr", "wb"), ("st_fra", "nb"), ("st_fra", "wb")}
     decode = next(exp.glob("decode_*"))
     summary = json.loads((recipe / "data/local/split_summary.json").read_text())
-    # one set of jobs decoded both test sets: their keys split between the jobs, none twice
+    # one set of jobs decoded both test sets: their keys (as <set>/<key>) split between the jobs, none twice
     job_keys = [list(read_kaldi(path)) for path in sorted(decode.glob("jobs/keys.*.scp"))]
     assert len(job_keys) == 2 and abs(len(job_keys[0]) - len(job_keys[1])) <= 1
-    assert sorted(sum(job_keys, [])) == sorted(set(read_kaldi(recipe / "data/test_nb/wav.scp"))
-                                               | set(read_kaldi(recipe / "data/test_wb/wav.scp")))
+    assert sorted(sum(job_keys, [])) == sorted({f"test_{bw}/{k}" for bw in ("nb", "wb")
+                                                for k in read_kaldi(recipe / f"data/test_{bw}/wav.scp")})
     for bw in ("nb", "wb"):
         keys = set(read_kaldi(recipe / f"data/test_{bw}/wav.scp"))
         # every test prompt of the split is decoded and scored, in both tasks
@@ -113,3 +114,20 @@ def test_data_prep_logged_its_skips(recipe_run):
     mix = read_kaldi(recipe / "data/train_mix/wav.scp")
     dropped = (recipe / "data/train_mix/skipped.tsv").read_text().splitlines()[1:]
     assert set(mix) | {line.split("\t")[1] for line in dropped} == set(train)
+
+
+def test_test_sets_may_share_keys(recipe_run):
+    """tts_ui's NB and WB tests read the same sentences under the same keys: stage 9 decodes both."""
+    recipe, _ = recipe_run
+    shutil.copytree(recipe / "data/test_nb", recipe / "data/test_nb_again")
+    keys = set(read_kaldi(recipe / "data/test_nb/wav.scp"))
+    proc = subprocess.run(  # another checkpoint name, so the fixture's decoding stays as it was
+        ["./run.sh", "--stage", "9", "--stop_stage", "9", "--max_prompts", "24", "--tts_ui_sizes", "0 0 0",
+         "--nj", "2", "--test_sets", "test_nb test_nb_again", "--inference_model", "valid.acc.best.pth",
+         "--inference_args", "--beam_size 2"], cwd=recipe, capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    decode = recipe / "exp/train_smoe_encdec_tiny/decode_decode_valid.acc.best"
+    for test_set in ("test_nb", "test_nb_again"):
+        for task in ("asr", "st_fra"):
+            hyps = read_kaldi(decode / f"{test_set}_{task}/1best_recog/text")
+            assert set(hyps) == keys, (test_set, task, sorted(set(hyps) ^ keys)[:5])

@@ -3,9 +3,10 @@
 The recipe runs in a scratch copy made of links to the checkout, as in test_run_sh.py
 (data, exp, RESULTS.md and results/ land in tmp; downloads come from the shared cache).
 The default run uses the Asterisk corpus: about 3.5 minutes on 2 cores (the data and the
-two runs; decoding, one ESPnet start per test set and task, is most of it). The tts_ui
-corpus decodes six test sets instead of two (12 to 18 minutes on 2 cores), so it runs only
-with `./tools/test.sh -m slow`; its sources and voices come from the same downloads cache.
+two runs). The tts_ui corpus builds its TTS audio first, from Debian packages fetched into
+the downloads cache on first use (minutes, and the network), so it runs only with
+`./tools/test.sh -m slow` (22 min beside two trainings, 6.6 CPU-minutes; session 9). Test
+sets that share keys, as tts_ui's do, are covered in CI by test_run_sh.py.
 """
 
 import json
