@@ -288,6 +288,14 @@ def run(a: argparse.Namespace) -> int:
         pack_results(out, tags, table_dir)
 
 
+def chosen_test_sets(a: argparse.Namespace) -> list[str]:
+    """--test_sets; by default the tts_ui table's held-out voices and real Asterisk prompts, and for
+    --corpus asterisk none (run.sh's own, the real Asterisk prompts)."""
+    if a.test_sets is not None:
+        return a.test_sets
+    return ["tts_ui_test_nb", "tts_ui_test_wb", "test_nb", "test_wb"] if a.corpus == "tts_ui" else []
+
+
 def run_sh_args(a: argparse.Namespace, b: Path) -> list[str]:
     """run.sh and the options every call shares: the corpus, its sizes, all cores, the test sets."""
     made = json.loads((b / "bundle.json").read_text())
@@ -295,7 +303,7 @@ def run_sh_args(a: argparse.Namespace, b: Path) -> list[str]:
         raise SystemExit(f"gpu_table run: {b} was bundled for --corpus {made.get('corpus', 'tts_ui')}, "
                          f"not {a.corpus}: run `gpu_table bundle --corpus {a.corpus}` here first")
     sizes = made["sizes"]
-    tests = ["--test_sets", " ".join(a.test_sets)] if a.test_sets else []  # else the corpus's own
+    tests = ["--test_sets", " ".join(chosen_test_sets(a))] if chosen_test_sets(a) else []  # else run.sh's own
     return ["./run.sh", "--corpus", a.corpus, "--tts_ui_sizes", " ".join(sizes[1:6:2]),
             "--nj", str(os.cpu_count() or 2), *tests]
 
@@ -318,12 +326,14 @@ def corpus(a: argparse.Namespace, b: Path, logs: Path, env: dict, phase) -> None
     nj = str(os.cpu_count() or 2)
     sizes = json.loads((b / "bundle.json").read_text())["sizes"]
     t = time.time()
-    for tar, dest in (("tts_prefix.tar.xz", RECIPE / "downloads/tts_ui/prefix"),
-                      ("tts_ui_text.tar.xz", RECIPE / "data/local/tts_ui"), ("asterisk_tests.tar.xz", RECIPE)):
-        if (b / tar).exists() or tar != "asterisk_tests.tar.xz":
-            dest.mkdir(parents=True, exist_ok=True)
-            with tarfile.open(b / tar) as f:
-                f.extractall(dest, filter="tar")
+    tars = [("tts_prefix.tar.xz", RECIPE / "downloads/tts_ui/prefix"),
+            ("tts_ui_text.tar.xz", RECIPE / "data/local/tts_ui")]
+    if a.corpus == "tts_ui":  # the asterisk corpus makes its tests from the .debs
+        tars.append(("asterisk_tests.tar.xz", RECIPE))
+    for tar, dest in tars:
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(b / tar) as f:
+            f.extractall(dest, filter="tar")
     phase("unpack", t)
     if a.corpus == "asterisk":  # run.sh's own stages: the .debs as db.sh's ASTERISK, tts_ui text already there
         t = time.time()
@@ -345,7 +355,7 @@ def corpus(a: argparse.Namespace, b: Path, logs: Path, env: dict, phase) -> None
 
     t = time.time()
     # run.sh stage 5 for --corpus tts_ui (the Asterisk tests came ready, stages 1-3 are not needed)
-    tests_dirs = [f"data/{x}" for x in a.test_sets]
+    tests_dirs = [f"data/{x}" for x in chosen_test_sets(a)]
     code = sh([a.python, "-m", "local.combine_data", "--out", "data/tts_ui_train_mix", "--sets",
                "data/tts_ui_train", "--exclude", "data/tts_ui_dev", *tests_dirs], logs / "data.log", env)
     code = code or sh([a.python, "-m", "local.combine_data", "--out", "data/tts_ui_dev_mix", "--sets",
@@ -458,8 +468,6 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (gpu_table) %(message)s")
     a = get_parser().parse_args(argv)
-    if a.command == "run" and a.test_sets is None and a.corpus == "tts_ui":
-        a.test_sets = ["tts_ui_test_nb", "tts_ui_test_wb", "test_nb", "test_wb"]
     if a.command == "bundle":
         bundle(a)
         return 0

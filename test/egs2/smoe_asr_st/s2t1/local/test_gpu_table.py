@@ -58,8 +58,6 @@ def test_asterisk_runs_use_the_corpus_and_its_own_test_sets(tmp_path):
 
 def test_tts_ui_runs_keep_the_asterisk_tests_beside_their_own(tmp_path):
     a = get_parser().parse_args(["run", "--out_dir", str(tmp_path)])
-    if a.test_sets is None:  # main() fills in the tts_ui default
-        a.test_sets = ["tts_ui_test_nb", "tts_ui_test_wb", "test_nb", "test_wb"]
     args = run_sh_args(a, _bundle(tmp_path, "tts_ui"))
     assert args[args.index("--corpus") + 1] == "tts_ui"
     assert args[args.index("--test_sets") + 1] == "tts_ui_test_nb tts_ui_test_wb test_nb test_wb"
