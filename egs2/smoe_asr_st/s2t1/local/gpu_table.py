@@ -265,11 +265,12 @@ def run(a: argparse.Namespace) -> int:
         # Pack once before the table: on the device, loading each checkpoint for its reporter took
         # ~25 s, and a command killed at its limit inside this phase returned nothing at all.
         pack_results(out, tags, table_dir)
-        for tag in tags:  # per-epoch times and losses of each run (its checkpoint does not travel back)
-            if (RECIPE / "exp" / tag / "checkpoint.pth").exists():
-                sh([a.python, "-m", "espnet_smoe.reporter_stats", f"exp/{tag}", "--out",
-                    f"exp/{tag}/reporter_stats.json"], logs / "table.log", env,
-                   timeout=max(10.0, min(60.0, deadline - time.time())))
+        # per-epoch times and losses of each run (its checkpoint does not travel back), side by side:
+        # one after another they took ~25 s each there
+        run_side_by_side({tag: [a.python, "-m", "espnet_smoe.reporter_stats", f"exp/{tag}", "--out",
+                                f"exp/{tag}/reporter_stats.json"]
+                          for tag in tags if (RECIPE / "exp" / tag / "checkpoint.pth").exists()},
+                         logs, "reporter", env, time.time() + max(10.0, min(60.0, deadline - time.time())))
         sh([a.python, "-m", "local.make_table", "--exp_template", f"exp/{a.corpus}_{{variant}}_seed{{seed}}",
             "--variants", " ".join(a.variants), "--seeds", " ".join(map(str, a.seeds)), "--out_dir", table_dir,
             "--title", f"S-MoE vs hard sharing: {a.corpus}, {a.config_template}, time-budgeted training",
@@ -384,6 +385,9 @@ def prepare_env(a: argparse.Namespace, b: Path, logs: Path) -> dict:
                    "--no-cache-dir", "--upgrade", "--target", str(site), *wheels], logs / "pip.log")
         if code:
             raise RuntimeError(f"pip install of the bundle's wheels failed ({logs / 'pip.log'})")
+        # Bytecode once, on all cores (pip compiles on one): else every process of the run compiles the
+        # ~3 800 modules ESPnet imports from source, about 15 s each (RESULTS.md, "Speed").
+        sh([a.python, "-m", "compileall", "-q", "-j", "0", str(site)], logs / "pip.log")
         (site / ".installed").touch()
     venv.mkdir(parents=True, exist_ok=True)
     # a script, not a symlink: an interpreter of a venv finds its packages only when started by its own path
