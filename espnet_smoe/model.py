@@ -1,6 +1,7 @@
 """``smoe``: ESPnet's S2T model, with the encoder routed by bandwidth tokens."""
 
 import contextlib
+import math
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -280,8 +281,15 @@ def shared_rows(
 ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """Rows of a batch that hold the same audio (and bandwidth token) as an earlier row.
 
+    Rows of one length and bandwidth token are matched by a fingerprint (a random projection of
+    their first samples, for the whole batch at once), and a match counts only after an exact
+    comparison, done for all matches at once. Comparing rows pair by pair cost a device round
+    trip per pair, and length-sorted batches hold several recordings of one length (TTS audio
+    comes in steps of a few samples): ~260 round trips per 128-row tts_ui batch
+    (``bench/bench_gpu_sharing.py``).
+
     Args:
-        speech: (Batch, Samples) padded waveforms.
+        speech: (Batch, Samples, ...) padded waveforms (or features).
         lengths: (Batch,) true lengths.
         bandwidth: (Batch,) bandwidth token ids, or None.
 
@@ -290,21 +298,35 @@ def shared_rows(
         ``unique`` (Unique,) the first row of each distinct audio, and
         ``inverse`` (Batch,) the position in ``unique`` of each row's audio.
     """
+    batch, device = speech.size(0), speech.device
     lens = lengths.tolist()
-    bws = bandwidth.tolist() if bandwidth is not None else [None] * len(lens)
-    unique: List[int] = []
-    inverse: List[int] = []
-    for row, n in enumerate(lens):
-        for pos, first in enumerate(unique):
-            if lens[first] == n and bws[first] == bws[row] and torch.equal(speech[first, :n], speech[row, :n]):
-                inverse.append(pos)
-                break
+    bws = bandwidth.tolist() if bandwidth is not None else [None] * batch
+    head = speech[:, : min(lens + [4096])].reshape(batch, -1).float()  # samples every row has
+    projection = torch.randn(head.size(1), generator=torch.Generator().manual_seed(0)).to(device)
+    prints = (head @ projection).tolist()  # (Batch,)
+    first_of: List[int] = list(range(batch))  # each row's earlier twin, itself if none
+    kept: Dict[Tuple, List[int]] = {}  # (length, bandwidth) -> rows kept as distinct so far
+    for row in range(batch):
+        earlier = kept.setdefault((lens[row], bws[row]), [])
+        twin = next((f for f in earlier if math.isclose(prints[f], prints[row], rel_tol=1e-5, abs_tol=1e-6)), None)
+        if twin is None:
+            earlier.append(row)
         else:
-            unique.append(row)
-            inverse.append(len(unique) - 1)
-    if len(unique) == len(lens):
+            first_of[row] = twin
+    twins = [r for r in range(batch) if first_of[r] != r]
+    if twins:  # the exact check, up to each row's length; a fingerprint clash leaves the row on its own
+        a = torch.tensor(twins, device=device)
+        b = torch.tensor([first_of[r] for r in twins], device=device)
+        equal = (speech[a] == speech[b]).reshape(len(twins), speech.size(1), -1).all(dim=2)  # (Twins, Samples)
+        padding = torch.arange(speech.size(1), device=device) >= lengths.to(device)[a][:, None]
+        for row, same in zip(twins, (equal | padding).all(dim=1).tolist()):
+            if not same:
+                first_of[row] = row
+    unique = [r for r in range(batch) if first_of[r] == r]
+    if len(unique) == batch:
         return None
-    device = speech.device
+    position = {row: i for i, row in enumerate(unique)}
+    inverse = [position[first_of[r]] for r in range(batch)]
     return torch.tensor(unique, device=device), torch.tensor(inverse, device=device)
 
 

@@ -176,3 +176,58 @@ def test_dev_stats_hold_each_tasks_attention_loss(token_list, parts):
     assert "loss_att_st_fra" not in asr_only  # a task absent from a batch is not reported
     # training batches pay nothing for it
     assert not any(k.startswith("loss_att_") for k in model.train()(**batch(token_list))[1])
+
+
+def _pairwise_shared_rows(speech, lengths, bandwidth):
+    """Reference: each row against every earlier distinct one (the first implementation)."""
+    unique, inverse = [], []
+    for row in range(speech.size(0)):
+        n = int(lengths[row])
+        for pos, first in enumerate(unique):
+            if (int(lengths[first]) == n and int(bandwidth[first]) == int(bandwidth[row])
+                    and torch.equal(speech[first, :n], speech[row, :n])):
+                inverse.append(pos)
+                break
+        else:
+            unique.append(row)
+            inverse.append(len(unique) - 1)
+    return unique, inverse
+
+
+@pytest.mark.parametrize("features", [False, True])
+def test_shared_rows_match_pairwise_comparison_on_length_sorted_batches(features):
+    """Many recordings of one length (as TTS audio in a length-sorted batch): the fingerprinted
+    grouping finds exactly the twins that comparing every pair finds."""
+    from espnet_smoe.model import shared_rows
+
+    g = torch.Generator().manual_seed(5)
+    n_rec = 24
+    lens = torch.tensor([300 + 10 * (i // 6) for i in range(n_rec)])  # 6 recordings per length
+    shape = (n_rec, 340, 3) if features else (n_rec, 340)
+    audio = torch.randn(shape, generator=g) * (torch.arange(340)[None, :, *([None] if features else [])]
+                                                 < lens[:, None, *([None] if features else [])])
+    audio[5] = audio[4]  # same audio, same length, but spoken in another bandwidth below
+    audio[7, :300] = audio[6, :300]  # same first 300 samples, other length: different recordings
+    bws = torch.tensor([i % 2 for i in range(n_rec)])
+    order = torch.randperm(2 * n_rec, generator=g)  # ASR and ST rows of each recording, shuffled
+    speech = audio.repeat_interleave(2, 0)[order]
+    lengths, bandwidth = lens.repeat_interleave(2)[order], bws.repeat_interleave(2)[order]
+    # padding beyond a row's length is not audio: garbage there must not split twins
+    speech[lengths < 340, -1] = torch.rand(int((lengths < 340).sum()), *speech.shape[2:], generator=g)
+    unique, inverse = shared_rows(speech, lengths, bandwidth)
+    ref_unique, ref_inverse = _pairwise_shared_rows(speech, lengths, bandwidth)
+    assert (unique.tolist(), inverse.tolist()) == (ref_unique, ref_inverse)
+    assert len(ref_unique) == n_rec  # 4 and 5 differ by bandwidth, 6 and 7 by length
+
+
+def test_shared_rows_fingerprint_clash_is_caught_by_the_exact_check(monkeypatch):
+    """If every fingerprint matched, the exact comparison still keeps different audio apart."""
+    import espnet_smoe.model as model_module
+
+    monkeypatch.setattr(model_module.math, "isclose", lambda *a, **k: True)
+    speech = torch.randn(4, 50).repeat_interleave(2, 0)  # 4 recordings of one length, 2 rows each
+    lengths = torch.full((8,), 50)
+    unique, inverse = model_module.shared_rows(speech, lengths, torch.zeros(8, dtype=torch.long))
+    rows = speech[unique][inverse]
+    torch.testing.assert_close(rows, speech, rtol=0, atol=0)  # every row mapped to its own audio
+    assert unique.tolist()[:2] == [0, 2] and inverse.tolist()[:2] == [0, 0]
