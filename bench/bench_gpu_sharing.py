@@ -26,6 +26,7 @@ The batch holds ``--per_length`` recordings of each length, each as an ASR and a
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -188,6 +189,16 @@ def side_by_side_way(a, way: str) -> dict:
     return out
 
 
+def cpu_name() -> str:
+    """The CPU's model name and core count (platform.processor() is empty on Linux)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.machine()
+    return f"{model} ({os.cpu_count()} cores)"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
@@ -208,7 +219,7 @@ def main():
     result = {
         "what": "tiny S-MoE training step on one device: ways of sharing encoder passes, and N runs at once",
         "config": str(a.config.relative_to(REPO)) if a.config.is_relative_to(REPO) else str(a.config),
-        "device": torch.cuda.get_device_name() if a.device == "cuda" else platform.processor() or platform.machine(),
+        "device": torch.cuda.get_device_name() if a.device == "cuda" else cpu_name(),
         "torch": torch.__version__, "seconds_per_recording": a.seconds, "recordings_per_length": a.per_length,
         "ways": ways(a),
     }
