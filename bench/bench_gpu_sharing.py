@@ -95,9 +95,9 @@ def make_step(model, batch: dict, device: str):
 def ways(a) -> dict:
     """One process: each batch size x each way of sharing encoder passes, interleaved."""
     tokens = token_list(600, False)
-    steps = {}
+    steps, batches = {}, {}
     for rows in a.batches:
-        batch = length_sorted_batch(tokens, rows, a.seconds, a.per_length, a.device)
+        batch = batches[rows] = length_sorted_batch(tokens, rows, a.seconds, a.per_length, a.device)
         for way in ("pairwise", "fingerprint", "not_shared"):
             torch.manual_seed(0)
             model = build(a.config, {"model_conf": {"share_encoder_passes": way != "not_shared"}}, tokens)
@@ -122,7 +122,7 @@ def ways(a) -> dict:
         med = {way: statistics.median(times[(rows, way)]) for (r, way) in steps if r == rows}
         out[str(rows)] = {
             **{f"{way}_s_per_step": round(s, 4) for way, s in med.items()},
-            **grouping_alone(length_sorted_batch(tokens, rows, a.seconds, a.per_length, a.device), a),
+            **grouping_alone(batches[rows], a),
             "fingerprint_speedup_over_pairwise": round(med["pairwise"] / med["fingerprint"], 2),
             "fingerprint_speedup_over_not_shared": round(med["not_shared"] / med["fingerprint"], 2),
         }
