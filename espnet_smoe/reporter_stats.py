@@ -5,14 +5,19 @@ ESPnet's trainer keeps every epoch's summary in ``<exp>/checkpoint.pth``
 value over the epoch's iterations (``loss``, ``acc``, ``train_time`` in seconds per
 iteration...), the epoch's duration ``time`` and the cumulative iteration count
 ``total_count``. The bench's learning curves and the recipe's result table read them
-here instead of parsing ``train.log``.
+here instead of parsing ``train.log``. A run folder kept without its checkpoint (the
+recipe keeps finished table runs in git) carries the same numbers in ``reporter_stats.json``,
+this module's own output.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+
+STATS_JSON = "reporter_stats.json"  # this module's output, read when a run has no checkpoint.pth
 
 
 def _number(value) -> float:
@@ -25,11 +30,16 @@ def _number(value) -> float:
 def read_reporter_stats(exp_dir: Path) -> dict[int, dict[str, dict[str, float]]]:
     """``{epoch: {"train"|"valid": {key: value}}}`` of a run, epochs in order, durations in seconds.
 
+    Read from ``checkpoint.pth``, or from ``reporter_stats.json`` when the run has no checkpoint.
+
     Raises:
-        FileNotFoundError: If the run has no ``checkpoint.pth`` (no finished epoch).
+        FileNotFoundError: If the run has neither (no finished epoch).
         KeyError: If the checkpoint holds no reporter state.
     """
     path = Path(exp_dir) / "checkpoint.pth"
+    if not path.is_file() and (Path(exp_dir) / STATS_JSON).is_file():
+        kept = json.loads((Path(exp_dir) / STATS_JSON).read_text(encoding="utf-8"))
+        return {int(epoch): kept[epoch] for epoch in sorted(kept, key=int)}
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint (has {exp_dir} finished an epoch?)")
     # weights_only=False: the reporter state holds plain Python objects, not only tensors
@@ -45,7 +55,6 @@ def read_reporter_stats(exp_dir: Path) -> dict[int, dict[str, dict[str, float]]]
 
 if __name__ == "__main__":  # python -m espnet_smoe.reporter_stats <exp_dir> [--out stats.json]
     import argparse
-    import json
 
     parser = argparse.ArgumentParser(description="Per-epoch reporter statistics of a run as JSON")
     parser.add_argument("exp_dir", type=Path)

@@ -13,7 +13,8 @@ Every run folder may hold
 
 - ``results.json`` from local/score.py (one entry per test set and task),
 - ``model_info.json`` from espnet_smoe.bin.model_info (total/active parameters),
-- ``checkpoint.pth`` from ESPnet's trainer, whose saved reporter gives per epoch the
+- ``checkpoint.pth`` from ESPnet's trainer (or, for a run kept in git by local/keep_run.py,
+  its ``reporter_stats.json``), whose saved reporter gives per epoch the
   training step time (``[train] train_time``, seconds per iteration), the iteration count
   and the dev-set token accuracy (``[valid] acc``, teacher forced, the checkpoint-selection
   criterion); see espnet_smoe/reporter_stats.py.
@@ -49,7 +50,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from espnet_smoe.reporter_stats import read_reporter_stats
+from espnet_smoe.reporter_stats import STATS_JSON, read_reporter_stats
 from local.data_dir import BANDWIDTH_TOKENS
 from local.score import ScoreError, environment_info, split_words
 from local.significance import compare_runs
@@ -143,7 +144,7 @@ def load_run(variant: str, seed: str, exp_dir: Path) -> Run:
         run.results, run.environment = report["results"], report.get("environment")
     if (exp_dir / "model_info.json").is_file():
         run.model_info = _read_json(exp_dir / "model_info.json")
-    if (exp_dir / "checkpoint.pth").is_file():
+    if (exp_dir / "checkpoint.pth").is_file() or (exp_dir / STATS_JSON).is_file():  # the latter: a kept run
         for epoch, parts in read_reporter_stats(exp_dir).items():
             train, valid = parts.get("train", {}), parts.get("valid", {})
             if "train_time" in train:

@@ -17,7 +17,10 @@
 #      --train_args "<train_args> --seed <seed>" -> exp/[<corpus>_]<variant>_seed<seed>
 #      (a run whose results.json exists is skipped unless --skip_done false; a stopped one
 #      resumes from its checkpoint), --parallel_runs of them at a time; output of each
-#      run.sh call in exp/table_<name>/logs/
+#      run.sh call in exp/table_<name>/logs/. With --keep true each finished run's scores,
+#      hypotheses and training statistics go to results/table_<name>_runs/<tag> (small
+#      text, to commit), and a run missing from exp/ is restored from there instead of
+#      trained again: the table goes on over sittings on new machines (local/keep_run.py)
 #   3: local/make_table.py -> exp/table_<name>/table.{md,json,png}; --publish true also
 #      writes the RESULTS.md section (between <!-- table:table_<name> begin/end -->) and
 #      results/table_<name>.{json,png}
@@ -42,6 +45,7 @@ parallel_runs=1         # runs trained side by side, each with OMP_NUM_THREADS=n
 name=""                 # table name: exp/table_<name> (default: the corpus)
 spread=std              # spread shown in table.md: std (sample std) | range (min-max)
 skip_done=true          # skip runs that already have results.json
+keep=true               # keep finished runs in results/table_<name>_runs/ and restore them from there
 keep_going=true         # on a failed run, go on with the others (the driver still fails at the end)
 publish=false           # also write RESULTS.md's section and results/table_<name>.{json,png}
 note=""                 # a line for the table's header, e.g. "CPU-sized: 1 seed, 4 epochs"
@@ -64,6 +68,7 @@ log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (run_table.sh:${BASH_LINENO[0]}) $*";
 
 [ -n "${name}" ] || name=${corpus}
 declare table_dir=exp/table_${name}   # (declare: not an option in --help)
+declare keep_dir=results/table_${name}_runs
 declare prefix=""
 [ "${corpus}" = asterisk ] || prefix="${corpus}_"   # run names of other corpora start with it
 eval "extra=(${run_args})"   # --run_args as shell words
@@ -93,6 +98,9 @@ run_one() {  # <variant> <seed> <tag>
             --train_args "${train_args} --seed ${seed}" --inference_args "${inference_args}" \
             > "${table_dir}/logs/${tag}.log" 2>&1; then
         log "Stage 2: ${tag} done in $(( $(date +%s) - start )) s"
+        if [ "${keep}" = true ]; then
+            python -m local.keep_run save "exp/${tag}" "${keep_dir}/${tag}" || touch "${table_dir}/logs/${tag}.failed"
+        fi
     else
         log "Stage 2: ${tag} FAILED; last lines of ${table_dir}/logs/${tag}.log:"
         tail -n 30 "${table_dir}/logs/${tag}.log" >&2
@@ -110,8 +118,15 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     for seed in "${seed_list[@]}"; do
         for v in "${variant_list[@]}"; do
             tag=${prefix}${v}_seed${seed}   # run.sh uses an explicit --tag as given
+            if [ "${keep}" = true ] && [ -d "${keep_dir}/${tag}" ] && [ ! -f "exp/${tag}/results.json" ]; then
+                log "Stage 2: ${tag}: restored from ${keep_dir}/${tag}"
+                python -m local.keep_run restore "${keep_dir}/${tag}" "exp/${tag}"
+            fi
             if [ "${skip_done}" = true ] && [ -f "exp/${tag}/results.json" ]; then
                 log "Stage 2: exp/${tag}/results.json exists; skipped"
+                if [ "${keep}" = true ] && [ ! -d "${keep_dir}/${tag}" ]; then  # finished before it was kept
+                    python -m local.keep_run save "exp/${tag}" "${keep_dir}/${tag}"
+                fi
                 continue
             fi
             while [ "$(jobs -rp | wc -l)" -ge "${parallel_runs}" ]; do wait -n || true; done

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Keeps a finished table run's results in git, and puts them back on a new machine.
+
+A run of the comparison table trains for ~40 minutes on the 2-core CPU, and the table needs
+14 of them: more than one sitting, while a sitting may start on a new machine that has only
+the repository. So local/run_table.sh keeps, per finished run, the files the table reads --
+``results.json`` (scores), ``model_info.json`` (parameters), the hypothesis files that
+results.json names (for the paired bootstrap) and the per-epoch training statistics
+(``reporter_stats.json``, instead of the 20 MB ``checkpoint.pth``) -- in a folder small
+enough to commit, and restores them into ``exp/<tag>`` when that run is missing. Reference
+texts are corpus data and stay out: the kept folder holds their SHA-256, and restoring
+checks that the data stage rebuilt the same test sets.
+
+Run from the recipe folder (results.json paths are relative to it)::
+
+    python -m local.keep_run save exp/tts_ui_hard_sharing_seed1 results/table_tts_ui_runs/tts_ui_hard_sharing_seed1
+    python -m local.keep_run restore results/table_tts_ui_runs/tts_ui_hard_sharing_seed1 exp/tts_ui_hard_sharing_seed1
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from espnet_smoe.reporter_stats import STATS_JSON, read_reporter_stats
+
+REFERENCES = "references.json"  # reference path -> SHA-256 of the file the run was scored against
+
+
+class KeepError(Exception):
+    """A run that cannot be kept or restored; the message names the file."""
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save(exp_dir: Path, keep_dir: Path) -> None:
+    """Copies what the table reads from a finished run into ``keep_dir`` (replaced whole)."""
+    results_path = exp_dir / "results.json"
+    if not results_path.is_file():
+        raise KeepError(f"{results_path}: missing (the run has not been scored)")
+    entries = json.loads(results_path.read_text(encoding="utf-8")).get("results", [])
+    staging = keep_dir.with_name(keep_dir.name + ".partial")  # a stopped save leaves no half folder
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    references = {}
+    for entry in entries:
+        hyp = Path(entry["hyp"])
+        if hyp.is_absolute() or not hyp.is_relative_to(exp_dir):
+            raise KeepError(f"{results_path}: hypothesis {hyp} is not a relative path inside {exp_dir}")
+        (staging / hyp.relative_to(exp_dir)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(hyp, staging / hyp.relative_to(exp_dir))
+        references[entry["ref"]] = _sha256(Path(entry["ref"]))
+    for name in ("results.json", "model_info.json"):
+        shutil.copyfile(exp_dir / name, staging / name)
+    stats = read_reporter_stats(exp_dir)
+    (staging / STATS_JSON).write_text(json.dumps(stats, indent=1) + "\n", encoding="utf-8")
+    (staging / REFERENCES).write_text(json.dumps(references, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    shutil.rmtree(keep_dir, ignore_errors=True)
+    staging.rename(keep_dir)
+
+
+def restore(keep_dir: Path, exp_dir: Path) -> None:
+    """Copies a kept run back into ``exp_dir`` after checking the references it was scored against."""
+    if not (keep_dir / REFERENCES).is_file():
+        raise KeepError(f"{keep_dir / REFERENCES}: missing (not a folder written by 'keep_run save')")
+    for ref, digest in json.loads((keep_dir / REFERENCES).read_text(encoding="utf-8")).items():
+        if not Path(ref).is_file():
+            raise KeepError(f"{keep_dir}: its reference {ref} is missing (run the data stage first)")
+        if _sha256(Path(ref)) != digest:
+            raise KeepError(f"{ref}: differs from the file {keep_dir} was scored against "
+                            f"(sha256 {digest[:12]}...): the data stage built other test sets (sizes or seed?)")
+    shutil.copytree(keep_dir, exp_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(REFERENCES))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("save", "restore"))
+    parser.add_argument("source", type=Path, help="save: the run's exp folder; restore: the kept folder")
+    parser.add_argument("target", type=Path, help="save: the kept folder; restore: the run's exp folder")
+    args = parser.parse_args(argv)
+    try:
+        (save if args.action == "save" else restore)(args.source, args.target)
+    except KeepError as err:
+        raise SystemExit(f"keep_run {args.action}: {err}") from None
+
+
+if __name__ == "__main__":
+    main()
