@@ -13,8 +13,8 @@ checks that the data stage rebuilt the same test sets.
 
 Run from the recipe folder (results.json paths are relative to it)::
 
-    python -m local.keep_run save exp/tts_ui_hard_sharing_seed1 results/table_tts_ui_runs/tts_ui_hard_sharing_seed1
-    python -m local.keep_run restore results/table_tts_ui_runs/tts_ui_hard_sharing_seed1 exp/tts_ui_hard_sharing_seed1
+    python -m local.keep_run save exp/tts_ui_hard_sharing_seed1 results/runs/tts_ui_hard_sharing_seed1
+    python -m local.keep_run restore results/runs/tts_ui_hard_sharing_seed1 exp/tts_ui_hard_sharing_seed1
 """
 
 from __future__ import annotations

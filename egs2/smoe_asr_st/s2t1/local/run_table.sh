@@ -18,7 +18,7 @@
 #      (a run whose results.json exists is skipped unless --skip_done false; a stopped one
 #      resumes from its checkpoint), --parallel_runs of them at a time; output of each
 #      run.sh call in exp/table_<name>/logs/. With --keep true each finished run's scores,
-#      hypotheses and training statistics go to results/table_<name>_runs/<tag> (small
+#      hypotheses and training statistics go to results/runs/<tag> (small
 #      text, to commit), and a run missing from exp/ is restored from there instead of
 #      trained again: the table goes on over sittings on new machines (local/keep_run.py)
 #   3: local/make_table.py -> exp/table_<name>/table.{md,json,png}; --publish true also
@@ -45,7 +45,7 @@ parallel_runs=1         # runs trained side by side, each with OMP_NUM_THREADS=n
 name=""                 # table name: exp/table_<name> (default: the corpus)
 spread=std              # spread shown in table.md: std (sample std) | range (min-max)
 skip_done=true          # skip runs that already have results.json
-keep=true               # keep finished runs in results/table_<name>_runs/ and restore them from there
+keep=true               # keep finished runs in results/runs/ and restore them from there
 keep_going=true         # on a failed run, go on with the others (the driver still fails at the end)
 publish=false           # also write RESULTS.md's section and results/table_<name>.{json,png}
 note=""                 # a line for the table's header, e.g. "CPU-sized: 1 seed, 4 epochs"
@@ -68,7 +68,7 @@ log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (run_table.sh:${BASH_LINENO[0]}) $*";
 
 [ -n "${name}" ] || name=${corpus}
 declare table_dir=exp/table_${name}   # (declare: not an option in --help)
-declare keep_dir=results/table_${name}_runs
+declare keep_dir=results/runs   # kept runs, named like their exp/ folders
 declare prefix=""
 [ "${corpus}" = asterisk ] || prefix="${corpus}_"   # run names of other corpora start with it
 eval "extra=(${run_args})"   # --run_args as shell words

@@ -128,11 +128,11 @@ def test_finished_runs_are_skipped(asterisk_run):
 
 
 def test_kept_runs_are_restored_instead_of_trained(asterisk_run):
-    """--keep (default true) put each finished run's small files in results/table_<name>_runs/;
+    """--keep (default true) put each finished run's small files in results/runs/;
     on a machine that has lost exp/<run> (a new sitting: data rebuilt from the repository), stage 2
     restores the runs from there instead of training them, and the table is the same."""
     recipe, _ = asterisk_run
-    kept = recipe / "results/table_asterisk_runs"
+    kept = recipe / "results/runs"
     assert sorted(p.name for p in kept.iterdir()) == sorted(f"{v}_seed1" for v in VARIANTS)
     assert not list(kept.rglob("*.pth")) and sum(f.stat().st_size for f in kept.rglob("*")) < 1_000_000
     for variant in VARIANTS:
@@ -141,7 +141,7 @@ def test_kept_runs_are_restored_instead_of_trained(asterisk_run):
         code, text = driver(recipe, "--corpus", "asterisk", "--variants", " ".join(VARIANTS), "--seeds", "1",
                             "--stage", "2", "--name", "kept", log_name="kept.log")  # fmt: skip
         assert code == 0, text
-        assert text.count("restored from results/table_asterisk_runs/") == 2, text
+        assert text.count("restored from results/runs/") == 2, text
         assert text.count("results.json exists; skipped") == 2 and "train, decode" not in text, text
         again = json.loads((recipe / "exp/table_kept/table.json").read_text())
         original = json.loads((recipe / "exp/table_asterisk/table.json").read_text())
