@@ -7,9 +7,11 @@ the repository. So local/run_table.sh keeps, per finished run, the files the tab
 ``results.json`` (scores), ``model_info.json`` (parameters), the hypothesis files that
 results.json names (for the paired bootstrap) and the per-epoch training statistics
 (``reporter_stats.json``, instead of the 20 MB ``checkpoint.pth``) -- in a folder small
-enough to commit, and restores them into ``exp/<tag>`` when that run is missing. Reference
-texts are corpus data and stay out: the kept folder holds their SHA-256, and restoring
-checks that the data stage rebuilt the same test sets.
+enough to commit, with the run's ``config.yaml``, and restores them into ``exp/<tag>`` when
+that run is missing. Corpus files stay out: the kept folder holds the SHA-256 of the test
+references it was scored against and of the training texts, shapes and BPE model it was
+trained on (``inputs.json``), and restoring checks that the data stage rebuilt the same ones
+(the tts_ui corpus is built from Debian's current catalogs, which may move on between sittings).
 
 Run from the recipe folder (results.json paths are relative to it)::
 
@@ -25,9 +27,11 @@ import json
 import shutil
 from pathlib import Path
 
+import yaml
+
 from espnet_smoe.reporter_stats import STATS_JSON, read_reporter_stats
 
-REFERENCES = "references.json"  # reference path -> SHA-256 of the file the run was scored against
+INPUTS = "inputs.json"  # path -> SHA-256 of each corpus file the run was trained or scored on
 
 
 class KeepError(Exception):
@@ -36,6 +40,14 @@ class KeepError(Exception):
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def training_inputs(config_path: Path) -> list[str]:
+    """The text, shape and BPE files an ESPnet training config names (the audio only through its lengths)."""
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    paths = [path for path, _, kind in config.get("train_data_path_and_name_and_type", []) if kind == "text"]
+    paths += config.get("train_shape_file", [])
+    return paths + ([config["bpemodel"]] if config.get("bpemodel") else [])
 
 
 def save(exp_dir: Path, keep_dir: Path) -> None:
@@ -47,34 +59,37 @@ def save(exp_dir: Path, keep_dir: Path) -> None:
     staging = keep_dir.with_name(keep_dir.name + ".partial")  # a stopped save leaves no half folder
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    references = {}
+    inputs = {}
     for entry in entries:
         hyp = Path(entry["hyp"])
         if hyp.is_absolute() or not hyp.is_relative_to(exp_dir):
             raise KeepError(f"{results_path}: hypothesis {hyp} is not a relative path inside {exp_dir}")
         (staging / hyp.relative_to(exp_dir)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(hyp, staging / hyp.relative_to(exp_dir))
-        references[entry["ref"]] = _sha256(Path(entry["ref"]))
-    for name in ("results.json", "model_info.json"):
+        inputs[entry["ref"]] = _sha256(Path(entry["ref"]))
+    for name in ("results.json", "model_info.json", "config.yaml"):
         shutil.copyfile(exp_dir / name, staging / name)
+    for path in training_inputs(exp_dir / "config.yaml"):
+        inputs[path] = _sha256(Path(path))
     stats = read_reporter_stats(exp_dir)
     (staging / STATS_JSON).write_text(json.dumps(stats, indent=1) + "\n", encoding="utf-8")
-    (staging / REFERENCES).write_text(json.dumps(references, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    (staging / INPUTS).write_text(json.dumps(inputs, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     shutil.rmtree(keep_dir, ignore_errors=True)
     staging.rename(keep_dir)
 
 
 def restore(keep_dir: Path, exp_dir: Path) -> None:
-    """Copies a kept run back into ``exp_dir`` after checking the references it was scored against."""
-    if not (keep_dir / REFERENCES).is_file():
-        raise KeepError(f"{keep_dir / REFERENCES}: missing (not a folder written by 'keep_run save')")
-    for ref, digest in json.loads((keep_dir / REFERENCES).read_text(encoding="utf-8")).items():
-        if not Path(ref).is_file():
-            raise KeepError(f"{keep_dir}: its reference {ref} is missing (run the data stage first)")
-        if _sha256(Path(ref)) != digest:
-            raise KeepError(f"{ref}: differs from the file {keep_dir} was scored against "
-                            f"(sha256 {digest[:12]}...): the data stage built other test sets (sizes or seed?)")
-    shutil.copytree(keep_dir, exp_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(REFERENCES))
+    """Copies a kept run back into ``exp_dir`` after checking the corpus files it was trained and scored on."""
+    if not (keep_dir / INPUTS).is_file():
+        raise KeepError(f"{keep_dir / INPUTS}: missing (not a folder written by 'keep_run save')")
+    for path, digest in json.loads((keep_dir / INPUTS).read_text(encoding="utf-8")).items():
+        if not Path(path).is_file():
+            raise KeepError(f"{keep_dir}: its input {path} is missing (run the data stage first)")
+        if _sha256(Path(path)) != digest:
+            raise KeepError(f"{path}: differs from the file {keep_dir} was trained or scored on (sha256 "
+                            f"{digest[:12]}...): the data stage built another corpus (sizes, seed, or Debian's "
+                            f"catalogs moved on); retrain the run (remove {keep_dir})")
+    shutil.copytree(keep_dir, exp_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(INPUTS))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from local import keep_run, make_table
 from local.make_table import load_run
@@ -29,6 +30,14 @@ def finished_run(root, tag="tts_ui_smoe_encdec_seed2"):
             entries.append({"test_set": test_set, "bandwidth": test_set[-2:], "task": task, "num_utts": 2,
                             "wer": 50.0 + n, "ref": str(ref.relative_to(root)), "hyp": str(hyp.relative_to(root))})
     (exp / "results.json").write_text(json.dumps({"tag": tag, "environment": {"cpu": "x"}, "results": entries}))
+    for name, text in (("train/text", "u9 a training sentence\n"), ("train/wav.scp", "u9 /elsewhere/u9.wav\n"),
+                       ("stats/speech_shape", "u9 16000\n"), ("token_list/bpe.model", "model")):
+        (root / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "data" / name).write_text(text)
+    config = {"train_data_path_and_name_and_type": [["data/train/wav.scp", "speech", "sound"],
+                                                    ["data/train/text", "text", "text"]],
+              "train_shape_file": ["data/stats/speech_shape"], "bpemodel": "data/token_list/bpe.model", "seed": 2}
+    (exp / "config.yaml").write_text(yaml.safe_dump(config))
     (exp / "model_info.json").write_text(json.dumps({"total_params": 7, "active_params": 5}))
     stats = {epoch: {"train": {"train_time": 0.4 + epoch / 100, "total_count": 300 * epoch,
                                "time": {"__timedelta_seconds__": 120.5}},
@@ -50,7 +59,11 @@ def test_restored_run_reads_as_the_original(recipe):
     kept = sorted(p.relative_to(recipe / "kept/run").as_posix() for p in (recipe / "kept/run").rglob("*")
                   if p.is_file())
     hyps = [f"decode_inference_valid.acc.ave/{t}_{k}/1best_recog/text_nospecial" for t in TEST_SETS for k in TASKS]
-    assert kept == sorted([*hyps, "model_info.json", "references.json", "reporter_stats.json", "results.json"])
+    assert kept == sorted([*hyps, "config.yaml", "inputs.json", "model_info.json", "reporter_stats.json",
+                           "results.json"])
+    inputs = json.loads((recipe / "kept/run/inputs.json").read_text())  # audio paths are machine-specific
+    assert sorted(inputs) == sorted([*(f"data/{t}/text.{k}" for t in TEST_SETS for k in TASKS), "data/train/text",
+                                     "data/stats/speech_shape", "data/token_list/bpe.model"])
 
     restored = recipe / "exp/again"
     keep_run.restore(recipe / "kept/run", restored)
@@ -82,15 +95,16 @@ def test_table_of_kept_runs_equals_table_of_originals(recipe):
     assert original["significance"] and original["rows"][0]["step_time"]["mean"] == pytest.approx(0.42)
 
 
-def test_restore_refuses_other_test_sets(recipe):
+@pytest.mark.parametrize("changed", ["data/test_wb/text.asr", "data/train/text", "data/stats/speech_shape"])
+def test_restore_refuses_another_corpus(recipe, changed):
+    """Other test references, or training data other than the run's: the kept scores do not apply."""
     exp = finished_run(recipe)
     keep_run.save(exp.relative_to(recipe), recipe / "kept/run")
-    ref = recipe / "data/test_wb/text.asr"
-    ref.write_text("u1 another sentence\nu2 a second one\n")
-    with pytest.raises(keep_run.KeepError, match=r"data/test_wb/text.asr: differs .*sizes or seed"):
+    (recipe / changed).write_text("u1 another sentence\n")
+    with pytest.raises(keep_run.KeepError, match=rf"{changed}: differs .*another corpus.*remove .*kept/run\)"):
         keep_run.restore(recipe / "kept/run", recipe / "exp/again")
-    ref.unlink()
-    with pytest.raises(keep_run.KeepError, match=r"reference data/test_wb/text.asr is missing"):
+    (recipe / changed).unlink()
+    with pytest.raises(keep_run.KeepError, match=rf"input {changed} is missing"):
         keep_run.restore(recipe / "kept/run", recipe / "exp/again")
     assert not (recipe / "exp/again").exists()
 
