@@ -47,7 +47,9 @@ fi
 # --compile-bytecode: uv installs no .pyc by default, and where PYTHONDONTWRITEBYTECODE is
 # set (as on the project's machines) every process would compile each module it imports
 # from source: ~15 s more per ESPnet process (bench/bench_decode.py measures it).
-uv pip install --quiet --compile-bytecode --python "${venv}/bin/python" -e "${repo}[recipe,test]"
+# --constraint: the exact versions of every dependency (tools/constraints.txt says why).
+uv pip install --quiet --compile-bytecode --python "${venv}/bin/python" --constraint "${repo}/tools/constraints.txt" \
+    -e "${repo}[recipe,test]"
 # a venv made before this script compiled bytecode: uv compiles only what it installs
 site=$("${venv}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 if [ ! -d "${site}/espnet2/__pycache__" ]; then
