@@ -36,10 +36,10 @@ def read_reporter_stats(exp_dir: Path) -> dict[int, dict[str, dict[str, float]]]
         FileNotFoundError: If the run has neither (no finished epoch).
         KeyError: If the checkpoint holds no reporter state.
     """
-    path = Path(exp_dir) / "checkpoint.pth"
-    if not path.is_file() and (Path(exp_dir) / STATS_JSON).is_file():
-        kept = json.loads((Path(exp_dir) / STATS_JSON).read_text(encoding="utf-8"))
-        return {int(epoch): kept[epoch] for epoch in sorted(kept, key=int)}
+    path, kept = Path(exp_dir) / "checkpoint.pth", Path(exp_dir) / STATS_JSON
+    if not path.is_file() and kept.is_file():
+        stats = json.loads(kept.read_text(encoding="utf-8"))
+        return {int(epoch): stats[epoch] for epoch in sorted(stats, key=int)}
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint (has {exp_dir} finished an epoch?)")
     # weights_only=False: the reporter state holds plain Python objects, not only tensors
@@ -53,6 +53,11 @@ def read_reporter_stats(exp_dir: Path) -> dict[int, dict[str, dict[str, float]]]
     }
 
 
+def reporter_stats_json(exp_dir: Path) -> str:
+    """The run's statistics as the JSON text that ``reporter_stats.json`` holds."""
+    return json.dumps(read_reporter_stats(exp_dir), indent=1) + "\n"
+
+
 if __name__ == "__main__":  # python -m espnet_smoe.reporter_stats <exp_dir> [--out stats.json]
     import argparse
 
@@ -60,7 +65,7 @@ if __name__ == "__main__":  # python -m espnet_smoe.reporter_stats <exp_dir> [--
     parser.add_argument("exp_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="default: standard output")
     args = parser.parse_args()
-    text = json.dumps(read_reporter_stats(args.exp_dir), indent=1) + "\n"
+    text = reporter_stats_json(args.exp_dir)
     if args.out:
         args.out.write_text(text)
     else:

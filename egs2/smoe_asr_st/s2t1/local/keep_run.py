@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from espnet_smoe.reporter_stats import STATS_JSON, read_reporter_stats
+from espnet_smoe.reporter_stats import STATS_JSON, reporter_stats_json
 
 INPUTS = "inputs.json"  # path -> SHA-256 of each corpus file the run was trained or scored on
 
@@ -71,8 +71,7 @@ def save(exp_dir: Path, keep_dir: Path) -> None:
         shutil.copyfile(exp_dir / name, staging / name)
     for path in training_inputs(exp_dir / "config.yaml"):
         inputs[path] = _sha256(Path(path))
-    stats = read_reporter_stats(exp_dir)
-    (staging / STATS_JSON).write_text(json.dumps(stats, indent=1) + "\n", encoding="utf-8")
+    (staging / STATS_JSON).write_text(reporter_stats_json(exp_dir), encoding="utf-8")
     (staging / INPUTS).write_text(json.dumps(inputs, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     shutil.rmtree(keep_dir, ignore_errors=True)
     staging.rename(keep_dir)

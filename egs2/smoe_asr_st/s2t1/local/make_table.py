@@ -50,7 +50,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from espnet_smoe.reporter_stats import STATS_JSON, read_reporter_stats
+from espnet_smoe.reporter_stats import read_reporter_stats
 from local.data_dir import BANDWIDTH_TOKENS
 from local.score import ScoreError, environment_info, split_words
 from local.significance import compare_runs
@@ -144,18 +144,21 @@ def load_run(variant: str, seed: str, exp_dir: Path) -> Run:
         run.results, run.environment = report["results"], report.get("environment")
     if (exp_dir / "model_info.json").is_file():
         run.model_info = _read_json(exp_dir / "model_info.json")
-    if (exp_dir / "checkpoint.pth").is_file() or (exp_dir / STATS_JSON).is_file():  # the latter: a kept run
-        for epoch, parts in read_reporter_stats(exp_dir).items():
-            train, valid = parts.get("train", {}), parts.get("valid", {})
-            if "train_time" in train:
-                run.step_times[epoch] = train["train_time"]
-            if "acc" in valid:
-                run.valid_accs[epoch] = valid["acc"]
-            for key, value in valid.items():
-                if key.startswith("loss_att_") and value is not None and math.isfinite(value):
-                    run.task_losses.setdefault(key[len("loss_att_"):], {})[epoch] = value
-            if "total_count" in train:
-                run.iterations = int(train["total_count"])
+    try:  # checkpoint.pth, or a kept run's reporter_stats.json
+        stats = read_reporter_stats(exp_dir)
+    except FileNotFoundError:  # no finished epoch
+        stats = {}
+    for epoch, parts in stats.items():
+        train, valid = parts.get("train", {}), parts.get("valid", {})
+        if "train_time" in train:
+            run.step_times[epoch] = train["train_time"]
+        if "acc" in valid:
+            run.valid_accs[epoch] = valid["acc"]
+        for key, value in valid.items():
+            if key.startswith("loss_att_") and value is not None and math.isfinite(value):
+                run.task_losses.setdefault(key[len("loss_att_"):], {})[epoch] = value
+        if "total_count" in train:
+            run.iterations = int(train["total_count"])
     return run
 
 
