@@ -87,10 +87,11 @@ TEST_SET_NAMES = {"tts_ui_test": "tts_ui test (held-out voices)", "ddtp_test": "
                   "test": "Asterisk test (real speech)"}
 SPREADS = {"std": "mean ± sample standard deviation over seeds (n-1; none for one seed)",
            "range": "mean (min-max) over seeds"}
-STEP_TIME_NOTE = ("mean over epochs of ESPnet's `[train] train_time` (seconds per iteration, from the reporter "
-                  "in checkpoint.pth), averaged over seeds; relative: the variant's mean over the baseline's")
+STEP_TIME_NOTE = ("mean over epochs of ESPnet's `[train] train_time` (seconds per iteration, from the reporter: "
+                  "checkpoint.pth, or a kept run's reporter_stats.json), averaged over seeds; relative: the "
+                  "variant's mean over the baseline's")
 VALID_ACC_NOTE = ("dev-set token accuracy of the attention decoder (teacher forced, %), best epoch: "
-                  "ESPnet's `[valid] acc` (reporter in checkpoint.pth), the checkpoint-selection criterion")
+                  "ESPnet's `[valid] acc` (same reporter), the checkpoint-selection criterion")
 REL_WER_NOTE = "mean over the bandwidths of 100 * (WER - WER of the baseline) / WER of the baseline; negative is better"
 
 
