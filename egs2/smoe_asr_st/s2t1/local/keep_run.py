@@ -87,7 +87,9 @@ def restore(keep_dir: Path, exp_dir: Path) -> None:
         if _sha256(Path(path)) != digest:
             raise KeepError(f"{path}: differs from the file {keep_dir} was trained or scored on (sha256 "
                             f"{digest[:12]}...): the data stage built another corpus (sizes, seed, or Debian's "
-                            f"catalogs moved on); retrain the run (remove {keep_dir})")
+                            f"catalogs moved on), or ran with another --nj (shape files list the utterances in "
+                            f"the order of the stats jobs); rebuild with the run's --nj, or retrain the run "
+                            f"(remove {keep_dir})")
     shutil.copytree(keep_dir, exp_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(INPUTS))
 
 
