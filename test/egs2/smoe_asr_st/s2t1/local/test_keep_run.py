@@ -110,7 +110,7 @@ def test_restore_refuses_another_corpus(recipe, changed):
 
 
 def test_restore_refuses_shapes_in_another_order_and_names_nj(recipe):
-    """Stats made with another --nj list the same utterances in another order: ESPnet's batches differ."""
+    """Stats made with another --nj list the same utterances in another order, which can change ESPnet's batches."""
     exp = finished_run(recipe)
     shape = recipe / "data/stats/speech_shape"
     shape.write_text("u8 8000\nu9 16000\n")
