@@ -49,6 +49,8 @@ keep=true               # keep finished runs in results/runs/ and restore them f
 keep_going=true         # on a failed run, go on with the others (the driver still fails at the end)
 publish=false           # also write RESULTS.md's section and results/table_<name>.{json,png}
 note=""                 # a line for the table's header, e.g. "CPU-sized: 1 seed, 4 epochs"
+tag_suffix=""           # added to each run's name, so tables of other budgets keep their own runs:
+                        # _conv -> exp/tts_ui_hard_sharing_conv_seed1
 
 # The exact command, for the table's header (each argument quoted only when needed).
 quote() {
@@ -117,7 +119,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     fi
     for seed in "${seed_list[@]}"; do
         for v in "${variant_list[@]}"; do
-            tag=${prefix}${v}_seed${seed}   # run.sh uses an explicit --tag as given
+            tag=${prefix}${v}${tag_suffix}_seed${seed}   # run.sh uses an explicit --tag as given
             if [ "${keep}" = true ] && [ -d "${keep_dir}/${tag}" ] && [ ! -f "exp/${tag}/results.json" ]; then
                 log "Stage 2: ${tag}: restored from ${keep_dir}/${tag}"
                 python -m local.keep_run restore "${keep_dir}/${tag}" "exp/${tag}"
@@ -154,7 +156,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         publish_opts=(--publish_md RESULTS.md --publish_json "results/table_${name}.json"
                       --publish_png "results/table_${name}.png" --section "table_${name}")
     fi
-    python -m local.make_table --exp_template "exp/${prefix}{variant}_seed{seed}" \
+    python -m local.make_table --exp_template "exp/${prefix}{variant}${tag_suffix}_seed{seed}" \
         --variants "${variants}" --seeds "${seeds}" --spread "${spread}" --out_dir "${table_dir}" \
         --title "S-MoE vs baselines: ${corpus}, train_*${config_suffix}.yaml, seeds ${seeds}" \
         --command "${CMD_LINE}" --note "${note}" "${publish_opts[@]}"
