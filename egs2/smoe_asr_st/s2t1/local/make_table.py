@@ -13,7 +13,7 @@ Every run folder may hold
 
 - ``results.json`` from local/score.py (one entry per test set and task),
 - ``model_info.json`` from espnet_smoe.bin.model_info (total/active parameters),
-- ``checkpoint.pth`` from ESPnet's trainer (or, for a run kept in git by local/keep_run.py,
+- ``checkpoint.pth`` from ESPnet's trainer (or, for a run kept in git by maint/keep_run.py,
   its ``reporter_stats.json``), whose saved reporter gives per epoch the
   training step time (``[train] train_time``, seconds per iteration), the iteration count
   and the dev-set token accuracy (``[valid] acc``, teacher forced, the checkpoint-selection

@@ -20,7 +20,7 @@
 #      run.sh call in exp/table_<name>/logs/. With --keep true each finished run's scores,
 #      hypotheses and training statistics go to results/runs/<tag> (small
 #      text, to commit), and a run missing from exp/ is restored from there instead of
-#      trained again: the table goes on over sittings on new machines (local/keep_run.py)
+#      trained again: the table goes on over sittings on new machines (maint/keep_run.py)
 #   3: local/make_table.py -> exp/table_<name>/table.{md,json,png}; --publish true also
 #      writes the RESULTS.md section (between <!-- table:table_<name> begin/end -->) and
 #      results/table_<name>.{json,png}
@@ -101,7 +101,7 @@ run_one() {  # <variant> <seed> <tag>
             > "${table_dir}/logs/${tag}.log" 2>&1; then
         log "Stage 2: ${tag} done in $(( $(date +%s) - start )) s"
         if [ "${keep}" = true ]; then
-            python -m local.keep_run save "exp/${tag}" "${keep_dir}/${tag}" || touch "${table_dir}/logs/${tag}.failed"
+            python -m maint.keep_run save "exp/${tag}" "${keep_dir}/${tag}" || touch "${table_dir}/logs/${tag}.failed"
         fi
     else
         log "Stage 2: ${tag} FAILED; last lines of ${table_dir}/logs/${tag}.log:"
@@ -122,12 +122,12 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
             tag=${prefix}${v}${tag_suffix}_seed${seed}   # run.sh uses an explicit --tag as given
             if [ "${keep}" = true ] && [ -d "${keep_dir}/${tag}" ] && [ ! -f "exp/${tag}/results.json" ]; then
                 log "Stage 2: ${tag}: restored from ${keep_dir}/${tag}"
-                python -m local.keep_run restore "${keep_dir}/${tag}" "exp/${tag}"
+                python -m maint.keep_run restore "${keep_dir}/${tag}" "exp/${tag}"
             fi
             if [ "${skip_done}" = true ] && [ -f "exp/${tag}/results.json" ]; then
                 log "Stage 2: exp/${tag}/results.json exists; skipped"
                 if [ "${keep}" = true ] && [ ! -d "${keep_dir}/${tag}" ]; then  # finished before it was kept
-                    python -m local.keep_run save "exp/${tag}" "${keep_dir}/${tag}"
+                    python -m maint.keep_run save "exp/${tag}" "${keep_dir}/${tag}"
                 fi
                 continue
             fi

@@ -15,8 +15,8 @@ trained on (``inputs.json``), and restoring checks that the data stage rebuilt t
 
 Run from the recipe folder (results.json paths are relative to it)::
 
-    python -m local.keep_run save exp/tts_ui_hard_sharing_seed1 results/runs/tts_ui_hard_sharing_seed1
-    python -m local.keep_run restore results/runs/tts_ui_hard_sharing_seed1 exp/tts_ui_hard_sharing_seed1
+    python -m maint.keep_run save exp/tts_ui_hard_sharing_seed1 results/runs/tts_ui_hard_sharing_seed1
+    python -m maint.keep_run restore results/runs/tts_ui_hard_sharing_seed1 exp/tts_ui_hard_sharing_seed1
 """
 
 from __future__ import annotations

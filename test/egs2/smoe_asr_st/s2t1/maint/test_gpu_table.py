@@ -1,4 +1,4 @@
-"""local/gpu_table.py: the deadline stops whole process groups; finished jobs keep their codes;
+"""maint/gpu_table.py: the deadline stops whole process groups; finished jobs keep their codes;
 run.sh gets the bundle's corpus and sizes."""
 
 import json
@@ -7,8 +7,7 @@ import subprocess
 import time
 
 import pytest
-
-from local.gpu_table import RECIPE, get_parser, run_sh_args, run_side_by_side, wait_group
+from maint.gpu_table import RECIPE, get_parser, run_sh_args, run_side_by_side, wait_group
 
 
 def _alive(pid: int) -> bool:

@@ -1,4 +1,4 @@
-"""Tests for local/keep_run.py: a kept run restores to what the table read from the original,
+"""Tests for maint/keep_run.py: a kept run restores to what the table read from the original,
 without its checkpoint or reference texts, and refuses test sets other than its own."""
 
 import dataclasses
@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 import yaml
+from maint import keep_run
 
-from local import keep_run, make_table
+from local import make_table
 from local.make_table import load_run
 
 TEST_SETS = ("tts_ui_test_nb", "test_wb")

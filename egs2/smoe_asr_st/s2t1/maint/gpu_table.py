@@ -8,9 +8,9 @@ With ``--corpus asterisk`` (both subcommands) it runs the default corpus instead
 Asterisk .debs of stage 1 travel, and run.sh's own stages 1-7 build the data there.
 
     # here (Debian caches of stage 4 and PyPI reachable): wheels, TTS binaries, text, tests
-    python -m local.gpu_table bundle --bundle_dir ../../../gpu_bundle --num_train 10000
+    python -m maint.gpu_table bundle --bundle_dir ../../../gpu_bundle --num_train 10000
     # there, from egs2/smoe_asr_st/s2t1 (the bundle travels inside the repo):
-    python3 -m local.gpu_table run --bundle_dir ../../../gpu_bundle --out_dir "$OUT" --budget_s 500
+    python3 -m maint.gpu_table run --bundle_dir ../../../gpu_bundle --out_dir "$OUT" --budget_s 500
 
 ``run`` installs the wheels into ``<work>/site``, gives ``path.sh`` a venv that points at that
 interpreter, unpacks flite/espeak-ng and the tts_ui text, makes the audio with all cores, and
@@ -375,7 +375,7 @@ def prepare_env(a: argparse.Namespace, b: Path, logs: Path) -> dict:
     """
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     venv = REPO / ".venv/bin"
-    shim_mark = "# made by local/gpu_table.py"
+    shim_mark = "# made by maint/gpu_table.py"
     if (venv / "python").exists() and shim_mark not in (venv / "activate").read_text():
         return env
     site = Path(a.work_dir).resolve() / "site"
