@@ -12,9 +12,10 @@
 #   local: on this machine, all jobs of an array in parallel (add
 #          --max_jobs_run N to the command variable to cap them).
 #   slurm: submitit submits each command (an array for JOB=a:b) and waits;
-#          options from conf/slurm.conf (partition, gres, mem, time, cpus, ...);
-#          --num_nodes N runs one task per node under srun, for ESPnet's
-#          --dist_launcher slurm.
+#          sbatch options from conf/slurm.conf, in ESPnet's format (its
+#          "command sbatch ...", "option gpu=* ..." lines; an ESPnet
+#          recipe's slurm.conf works as it is); --num_nodes N runs one task
+#          per node under srun, for ESPnet's --dist_launcher slurm.
 # Both can be overridden from the environment:
 #   cmd_backend=slurm slurm_conf=/path/to/slurm.conf ./run.sh ...
 

@@ -20,8 +20,13 @@ Backends:
     this machine's cores as ``OMP_NUM_THREADS`` (at least 1): PyTorch otherwise starts one
     thread per core in every job, and on 2 cores two decoding jobs of two threads each took
     3.7x as long as with one thread each (spinning threads wait for each other).
-  slurm: submitit submits them (a job array for ``JOB=a:b``) with the options of
-    conf/slurm.conf and waits. ``--num_nodes N`` (N > 1) runs one task per node under
+  slurm: submitit submits them (a job array for ``JOB=a:b``) and waits. Their sbatch options
+    come from conf/slurm.conf in ESPnet's (Kaldi's slurm.pl) format, for every job and for
+    the launcher's ``--gpu``, ``--mem``, ``--time`` and ``--num_nodes`` (``SlurmConf``), and
+    are handed to submitit: those it has a parameter for (partition, time, mem, gres,
+    cpus-per-task, account, qos, ...) as that parameter, other long options as they are; a
+    short option it cannot map or one the launcher sets itself (output, array, ...) is an
+    error naming the line. ``--num_nodes N`` (N > 1) runs one task per node under
     srun, as ESPnet's ``--dist_launcher slurm --multiprocessing_distributed true``
     expects (it starts one worker per GPU on each node); task r > 0 logs to
     ``<log stem>.rank<r>.log``. submitit's own files go to ``<log dir>/submitit/``.
@@ -33,6 +38,7 @@ stderr with its exit code (or the Slurm state that ended it) and its log.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import re
@@ -59,10 +65,14 @@ def job_log(log: str, index: int | None, rank: int = 0) -> Path:
     return path.with_name(f"{path.stem}.rank{rank}{path.suffix}") if rank else path
 
 
-def run_job(command: list[str], log: str, index: int | None, cwd: str, threads: int | None = None) -> int:
+def run_job(command: list[str], log: str, index: int | None, cwd: str, threads: int | None = None,
+            submit_env: dict | None = None) -> int:
     """Runs one job with ``bash -o pipefail`` in cwd and writes its log; here or inside Slurm.
 
-    ``threads``: the job's ``OMP_NUM_THREADS`` (None: inherited).
+    ``threads``: the job's ``OMP_NUM_THREADS`` (None: inherited). ``submit_env``: the environment
+    the job was submitted from, under the job's own (a Slurm job started with sbatch's
+    ``--export=PATH``, as ESPnet's slurm.conf asks, has little more than PATH and Slurm's variables;
+    Kaldi's slurm.pl sources path.sh in every job for the same reason).
 
     Returns:
         The exit code (negative: killed by that signal).
@@ -82,7 +92,7 @@ def run_job(command: list[str], log: str, index: int | None, cwd: str, threads: 
         fd.write(f"# {cmd}\n# Started at {time.ctime()} on {where}\n")
         fd.flush()
         start = time.monotonic()
-        env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        env = {**(submit_env or {}), **os.environ, **({} if threads is None else {"OMP_NUM_THREADS": str(threads)})}
         threads_used = os.environ.get("OMP_NUM_THREADS", "default") if threads is None else threads
         code = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=cwd, stdin=subprocess.DEVNULL,
                               stdout=fd, stderr=subprocess.STDOUT, env=env).returncode
@@ -119,30 +129,155 @@ def minutes(limit: str) -> int:
     return a + (b > 0)  # M[:S]
 
 
-def slurm_parameters(args: argparse.Namespace) -> dict:
-    """submitit SlurmExecutor parameters from conf/slurm.conf (``key = value`` lines,
-    keys named as submitit names them, plus gpu_partition and a gres template) and
-    the launcher options, which win over the file."""
-    if not args.config.is_file():
-        raise LaunchError(f"slurm config {args.config} not found (pass --config)")
-    conf = {}
-    for lineno, raw in enumerate(args.config.read_text(encoding="utf-8").splitlines(), 1):
+# sbatch options that submitit takes as parameters of its own (long name -> parameter)
+SUBMITIT_PARAMETERS = {
+    "partition", "time", "mem", "mem-per-cpu", "mem-per-gpu", "cpus-per-task", "cpus-per-gpu", "gpus-per-node",
+    "gpus-per-task", "gres", "account", "qos", "constraint", "exclude", "nodelist", "job-name", "nodes",
+    "ntasks-per-node", "comment", "mail-type", "mail-user", "dependency", "exclusive", "wckey",
+}
+# short sbatch options and their long names
+SHORT_OPTIONS = {"p": "partition", "t": "time", "c": "cpus-per-task", "A": "account", "q": "qos", "C": "constraint",
+                 "x": "exclude", "w": "nodelist", "J": "job-name", "N": "nodes", "d": "dependency", "G": "gpus",
+                 "n": "ntasks", "o": "output", "e": "error", "a": "array", "W": "wait", "D": "chdir"}
+# sbatch options the launcher sets itself: the job's log is LOG, the array is JOB=a:b, one task per node
+LAUNCHER_OWNED = {"output", "error", "array", "open-mode", "wrap", "wait", "parsable", "ntasks"}
+DEFAULT_TIME = "1-00:00:00"  # submitit always asks for a time limit; without one from the file, this one
+
+
+@dataclasses.dataclass
+class SlurmConf:
+    """An ESPnet/Kaldi ``conf/slurm.conf`` (the format of utils/slurm.pl):
+
+    - ``command sbatch ARGS``: sbatch options of every job;
+    - ``option NAME=* ARGS``: when the launcher gets ``--NAME V``, ARGS with ``$0`` replaced by V;
+    - ``option NAME=V [ARGS]``: when it gets ``--NAME V`` exactly (wins over ``NAME=*``);
+    - ``default NAME=V``: ``--NAME V`` when the launcher is not given ``--NAME``.
+
+    ``#`` starts a comment. Every ARGS keeps its line number for error messages.
+    """
+
+    path: Path
+    command: tuple[str, int]
+    options: dict  # name -> {value or "*": (args, line)}
+    defaults: dict  # name -> value
+
+
+def read_slurm_conf(path: Path) -> SlurmConf:
+    """Parses the file; a line of another form is an error naming the file and line."""
+    if not path.is_file():
+        raise LaunchError(f"slurm config {path} not found (pass --config, or slurm_conf=... for cmd.sh)")
+    command, options, defaults = None, {}, {}
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
-        key, eq, value = (p.strip() for p in line.partition("="))
-        if line and not (eq and key):
-            raise LaunchError(f"{args.config}:{lineno}: expected 'key = value', got {raw!r}")
-        if line and value:
-            conf[key] = value
-    gpu_partition, gres = conf.pop("gpu_partition", None), conf.pop("gres", "gpu:{gpu}")
-    if args.gpu > 0:
-        conf.update(gres=gres.format(gpu=args.gpu), **({"partition": gpu_partition} if gpu_partition else {}))
+        if not line:
+            continue
+        if match := re.fullmatch(r"command\s+(\S+)\s*(.*)", line):
+            if Path(match[1]).name != "sbatch":
+                raise LaunchError(f"{path}:{lineno}: the command must be sbatch (submitit submits with it), "
+                                  f"got {match[1]!r}")
+            command = (match[2], lineno)
+        elif match := re.fullmatch(r"option\s+(\w+)=(\S+)\s*(.*)", line):
+            options.setdefault(match[1], {})[match[2]] = (match[3], lineno)
+        elif match := re.fullmatch(r"default\s+(\w+)=(\S+)", line):
+            defaults[match[1]] = match[2]
+        else:
+            raise LaunchError(f"{path}:{lineno}: cannot read {raw.strip()!r}; expected 'command sbatch ARGS', "
+                              "'option NAME=* ARGS', 'option NAME=VALUE [ARGS]' or 'default NAME=VALUE' "
+                              "(ESPnet's slurm.conf format)")
+    if command is None:
+        raise LaunchError(f"{path}: no 'command sbatch ...' line")
+    return SlurmConf(path, command, options, defaults)
+
+
+def sbatch_words(conf: SlurmConf, given: dict) -> list[tuple[list[str], int]]:
+    """The sbatch words of every job and of the launcher's options, each group with its line.
+
+    ``given``: launcher option -> value (None: not given, the file's default applies). A value
+    that no ``option`` line describes is an error, as in slurm.pl; a --gpu 0 and the number of
+    nodes, which the launcher handles itself, need none.
+    """
+    values = {**conf.defaults, **{k: str(v) for k, v in given.items() if v is not None}}
+    groups = [(conf.command[0], conf.command[1])]
+    for name, value in values.items():
+        lines = conf.options.get(name, {})
+        if value in lines:
+            groups.append(lines[value])
+        elif "*" in lines:
+            args, lineno = lines["*"]
+            groups.append((args.replace("$0", value), lineno))
+        elif name == "num_nodes" or (name == "gpu" and value == "0"):
+            continue
+        else:
+            raise LaunchError(f"{conf.path}: no line for --{name} {value}: add 'option {name}=* ...' (with $0 for "
+                              f"the value) or 'option {name}={value} ...'")
+    try:
+        return sorted(((shlex.split(args), lineno) for args, lineno in groups), key=lambda g: g[1])
+    except ValueError as err:  # an unclosed quote
+        raise LaunchError(f"{conf.path}: {err} in one of the lines {sorted(g[1] for g in groups)}") from None
+
+
+def submitit_options(words: list[str], where: str) -> dict:
+    """sbatch options (``--name=value``, ``--name value``, ``--flag``, ``-p value``, ``-pvalue``) as
+    submitit parameters; long options that submitit has no parameter for go to its
+    ``additional_parameters`` (written as ``#SBATCH --name=value``)."""
+    params, extra, i = {}, {}, 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("--") and len(word) > 2:
+            name, eq, value = word[2:].partition("=")
+            if not eq:  # --name value, or a flag when no value follows
+                value = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("-") else True
+                i += value is not True
+        elif re.fullmatch(r"-[A-Za-z].*", word):
+            if word[1] not in SHORT_OPTIONS:
+                raise LaunchError(f"{where}: cannot map the sbatch option {word[:2]} to submitit; write it in its "
+                                  "long form (--name=value)")
+            name, value = SHORT_OPTIONS[word[1]], word[2:]
+            if not value:
+                if i + 1 == len(words):
+                    raise LaunchError(f"{where}: the sbatch option {word} needs a value")
+                value, i = words[i + 1], i + 1
+        else:
+            raise LaunchError(f"{where}: expected sbatch options, got {word!r}")
+        i += 1
+        if name in LAUNCHER_OWNED:
+            raise LaunchError(f"{where}: the launcher sets sbatch's --{name} itself (the job writes its log to "
+                              "LOG, JOB=a:b makes the array, one task per node): remove it")
+        if name == "time":
+            try:
+                value = minutes(value)
+            except LaunchError as err:
+                raise LaunchError(f"{where}: {err}") from None
+        if name in SUBMITIT_PARAMETERS:
+            params[name.replace("-", "_")] = value
+        else:
+            extra[name] = value
+    return {**params, **({"additional_parameters": extra} if extra else {})}
+
+
+def slurm_parameters(args: argparse.Namespace) -> dict:
+    """submitit SlurmExecutor parameters of the jobs: the launcher's own (job name from the log,
+    nodes, one task per node, the array's parallelism) and the sbatch options that conf/slurm.conf
+    gives for every job and for the launcher's --gpu, --mem, --time and --num_nodes; a later line
+    wins over an earlier one. Without a time limit from the file, 1-00:00:00."""
+    conf = read_slurm_conf(args.config)
     name = JOB.sub("", Path(args.log).name).removesuffix(".log").strip(".").replace("..", ".")
-    conf.update(job_name=name or "job", nodes=args.num_nodes, ntasks_per_node=1, stderr_to_stdout=True,
-                # without a time, submitit would ask for its default of 5 minutes
-                mem=args.mem or conf.get("mem"), time=minutes(args.time or conf.get("time", "1-00:00:00")))
+    params = {"job_name": name or "job", "nodes": args.num_nodes, "ntasks_per_node": 1, "stderr_to_stdout": True}
+    given = {"gpu": args.gpu, "mem": args.mem, "time": args.time, "num_nodes": args.num_nodes}
+    for words, lineno in sbatch_words(conf, given):
+        where = f"{conf.path}:{lineno}"
+        options = submitit_options(words, where)
+        for key, fixed in (("nodes", args.num_nodes), ("ntasks_per_node", 1)):
+            if key in options and str(options[key]) != str(fixed):
+                raise LaunchError(f"{where}: --{key.replace('_', '-')} {options[key]} here, but the job needs "
+                                  f"{fixed} (the launcher's --num_nodes {args.num_nodes}, one task per node)")
+            options.pop(key, None)
+        extra = {**params.get("additional_parameters", {}), **options.pop("additional_parameters", {})}
+        params.update(options, **({"additional_parameters": extra} if extra else {}))
+    params.setdefault("time", minutes(DEFAULT_TIME))
     if args.max_jobs_run:
-        conf["array_parallelism"] = args.max_jobs_run
-    return {k: v for k, v in conf.items() if v is not None}
+        params["array_parallelism"] = args.max_jobs_run
+    return params
 
 
 @functools.cache
@@ -188,7 +323,10 @@ def run_slurm(args: argparse.Namespace, indices: list) -> dict:
         raise LaunchError(f"{err} (use cmd_backend=local in cmd.sh)") from None
     except ValueError as err:  # submitit lists the parameters it knows
         raise LaunchError(f"{args.config}: {err}") from None
-    run = functools.partial(run_job, args.command, str(Path(args.log).absolute()), cwd=os.getcwd())
+    # the submitting environment without Slurm's variables of an allocation run.sh may itself run in
+    submit_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    run = functools.partial(run_job, args.command, str(Path(args.log).absolute()), cwd=os.getcwd(),
+                            submit_env=submit_env)
     try:
         jobs = executor.map_array(run, indices)
     except submitit.core.utils.FailedJobError as err:  # sbatch said no: its message says why
@@ -228,13 +366,15 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["local", "slurm"], default="local")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    for name in ("--max_jobs_run", "--gpu", "--num_nodes"):
-        parser.add_argument(name, type=int, default=1 if name == "--num_nodes" else 0)
+    parser.add_argument("--max_jobs_run", type=int, default=0, help="jobs of an array at a time (0: all)")
+    parser.add_argument("--num_nodes", type=int, default=1)
+    # --gpu, --mem, --time become sbatch options through conf/slurm.conf (the local backend ignores them)
+    parser.add_argument("--gpu", type=int, default=None, help="GPUs per node (default: the file's 'default gpu=')")
     parser.add_argument("--mem")
     parser.add_argument("--time")
     parser.add_argument("words", nargs=argparse.REMAINDER, help="[JOB=a:b] LOG COMMAND [ARG ...]")
     args = parser.parse_args(argv)
-    if min(args.max_jobs_run, args.gpu, args.num_nodes - 1) < 0:
+    if min(args.max_jobs_run, args.gpu or 0, args.num_nodes - 1) < 0:
         parser.error("--max_jobs_run and --gpu must be >= 0, --num_nodes >= 1")
     words, indices = args.words, [None]
     if words and words[0].startswith("JOB="):

@@ -119,6 +119,7 @@ def test_parse_args_options_and_ranges():
         ["--gpu=2", "--mem", "8G", "--time", "1:00:00"] + ["JOB=4", "l.JOB.log", "cmd", "--x", "JOB=1:2"]
     )
     assert (args.gpu, args.mem, args.time, args.num_nodes) == (2, "8G", "1:00:00", 1)
+    assert launch.parse_args(["l.log", "c"])[0].gpu is None  # not given: the slurm.conf's default applies
     assert indices == [4]
     # everything after LOG is the command, options and JOB= included
     assert (args.log, args.command) == ("l.JOB.log", ["cmd", "--x", "JOB=1:2"])
@@ -160,35 +161,89 @@ def slurm_args(tmp_path, conf_text, *argv):
     return launch.slurm_parameters(args)
 
 
-SLURM_CONF = """\
-# test config
-partition = cpu_q
-gpu_partition = gpu_q   # GPUs live here
-gres = gpu:{gpu}
-cpus_per_task = 3
-mem = 2G
-time = 0-01:00:00
-account = smoe
-qos =
+# A slurm.conf as ESPnet recipes ship it (egs2/*/conf/slurm.conf, read by Kaldi's utils/slurm.pl):
+# memory per CPU, one CPU per GPU, options the launcher never gets (name, num_threads, the limits).
+ESPNET_CONF = """\
+# Default configuration
+command sbatch --export=PATH
+option name=* --job-name $0
+option time=* --time $0
+option mem=* --mem-per-cpu $0
+option mem=0
+option num_threads=* --cpus-per-task $0
+option num_threads=1 --cpus-per-task 1
+option num_nodes=* --nodes $0
+default gpu=0
+option gpu=0 -p cpu
+option gpu=* -p gpu --gres=gpu:$0 -c $0  # at least one CPU per GPU
+default gpu_limit=200
+option gpu_limit=*
+default cpu_limit=200
+option cpu_limit=*
 """
 
 
-def test_slurm_parameters_from_config_and_options(tmp_path):
-    params = slurm_args(tmp_path, SLURM_CONF, "--gpu", "2", "--mem", "8G", "--max_jobs_run", "2",
-                        "JOB=1:3", "exp/log/decode.JOB.log", "echo")
+def test_espnet_slurm_conf_gives_the_sbatch_options(tmp_path):
+    params = slurm_args(tmp_path, ESPNET_CONF, "--gpu", "2", "--mem", "8G", "--time", "3:00:00",
+                        "--max_jobs_run", "2", "JOB=1:3", "exp/log/decode.JOB.log", "echo")
     assert params == {
-        "partition": "gpu_q", "gres": "gpu:2", "cpus_per_task": "3", "mem": "8G", "time": 60, "account": "smoe",
-        "job_name": "decode", "nodes": 1, "ntasks_per_node": 1, "stderr_to_stdout": True, "array_parallelism": 2,
+        "partition": "gpu", "gres": "gpu:2", "cpus_per_task": "2", "mem_per_cpu": "8G", "time": 180,
+        "additional_parameters": {"export": "PATH"}, "job_name": "decode", "nodes": 1, "ntasks_per_node": 1,
+        "stderr_to_stdout": True, "array_parallelism": 2,
     }
-    # a CPU job: the CPU partition, no gres; --time wins over the file
-    params = slurm_args(tmp_path, SLURM_CONF, "--time", "2:00:00", "--num_nodes", "2", "log/train.log", "echo")
-    assert (params["partition"], params["time"], params["nodes"], params["ntasks_per_node"]) == ("cpu_q", 120, 2, 1)
-    assert "gres" not in params and "array_parallelism" not in params
+    # no --gpu: the file's default gpu=0 line; no --time: the launcher's day; two nodes: its own
+    params = slurm_args(tmp_path, ESPNET_CONF, "--num_nodes", "2", "exp/train.log", "echo")
+    assert (params["partition"], params["time"], params["nodes"], params["ntasks_per_node"]) == ("cpu", 1440, 2, 1)
+    assert "gres" not in params and "mem_per_cpu" not in params and "array_parallelism" not in params
+    # --mem 0 is described by 'option mem=0' with nothing to add
+    assert "mem_per_cpu" not in slurm_args(tmp_path, ESPNET_CONF, "--mem", "0", "log/x.log", "true")
 
 
-def test_slurm_config_errors_name_the_line(tmp_path):
-    with pytest.raises(launch.LaunchError, match=r"slurm.conf:2: expected 'key = value', got 'partition gpu'"):
-        slurm_args(tmp_path, "partition = cpu\npartition gpu\n", "log/x.log", "true")
+def test_espnet_slurm_conf_makes_a_valid_sbatch_script(tmp_path):
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = slurm_args(tmp_path, ESPNET_CONF, "--gpu", "4", "--num_nodes", "2", "exp/train.log", "c")
+    script = _make_sbatch_string(command="true", folder=tmp_path, **params)
+    for line in ("--partition=gpu", "--gres=gpu:4", "--cpus-per-task=4", "--nodes=2", "--ntasks-per-node=1",
+                 "--export=PATH", "--time=1440", "--job-name=train"):
+        assert f"#SBATCH {line}\n" in script, line
+
+
+def test_later_lines_win_and_every_spelling_is_read(tmp_path):
+    conf = ("command sbatch -p short --time=10 -A proj --qos normal --exclusive -C avx512 --mem 4G\n"
+            "option gpu=* -p gpu --gres=gpu:$0 --time 2-00:00:00 --hint=nomultithread\n")
+    params = slurm_args(tmp_path, conf, "log/x.log", "true")
+    assert (params["partition"], params["time"], params["account"], params["qos"]) == ("short", 10, "proj", "normal")
+    assert (params["exclusive"], params["constraint"], params["mem"]) == (True, "avx512", "4G")
+    params = slurm_args(tmp_path, conf, "--gpu", "1", "log/x.log", "true")
+    assert (params["partition"], params["gres"], params["time"]) == ("gpu", "gpu:1", 2880)
+    assert params["additional_parameters"] == {"hint": "nomultithread"}
+
+
+@pytest.mark.parametrize("conf, argv, message", [
+    ("partition = cpu\n", [], r"slurm.conf:1: cannot read 'partition = cpu'; expected 'command sbatch ARGS'"),
+    ("# jobs\ncommand qsub -q all.q\n", [], r"slurm.conf:2: the command must be sbatch .*got 'qsub'"),
+    ("option gpu=* -p gpu\n", [], r"slurm.conf: no 'command sbatch \.\.\.' line"),
+    ("command sbatch\noption gpu=* -p gpu -Z 3\n", ["--gpu", "1"], r"slurm.conf:2: cannot map the sbatch option -Z"),
+    ("command sbatch --output=x.log\n", [], r"slurm.conf:1: the launcher sets sbatch's --output itself"),
+    ("command sbatch -o x.log\n", [], r"slurm.conf:1: the launcher sets sbatch's --output itself"),
+    ("command sbatch\n", ["--mem", "8G"], r"slurm.conf: no line for --mem 8G: add 'option mem=\* \.\.\.'"),
+    ("command sbatch\noption gpu=0\n", ["--gpu", "2"], r"slurm.conf: no line for --gpu 2"),
+    ("command sbatch\ndefault foo=1\n", [], r"slurm.conf: no line for --foo 1"),
+    ("command sbatch\noption num_nodes=* --nodes 3\n", ["--num_nodes", "2"],
+     r"slurm.conf:2: --nodes 3 here, but the job needs 2"),
+    ("command sbatch --ntasks-per-node=4\n", [], r"slurm.conf:1: --ntasks-per-node 4 here, but the job needs 1"),
+    ("command sbatch --time=soon\n", [], r"slurm.conf:1: bad time limit 'soon'"),
+    ("command sbatch -p\n", [], r"slurm.conf:1: the sbatch option -p needs a value"),
+])
+def test_slurm_conf_errors_name_the_file_and_line(tmp_path, conf, argv, message):
+    with pytest.raises(launch.LaunchError, match=message):
+        slurm_args(tmp_path, conf, *argv, "log/x.log", "true")
+
+
+def test_a_gpu_free_job_needs_no_gpu_line(tmp_path):
+    params = slurm_args(tmp_path, "command sbatch -p all\n", "--gpu", "0", "log/x.log", "true")
+    assert params["partition"] == "all" and "gres" not in params
 
 
 def test_repo_slurm_conf_is_valid_for_submitit(tmp_path):
@@ -198,11 +253,22 @@ def test_repo_slurm_conf_is_valid_for_submitit(tmp_path):
     params = launch.slurm_parameters(args)
     assert (params["partition"], params["gres"], params["time"]) == ("gpu", "gpu:4", 2880)
     # submitit accepts every key and writes the sbatch lines ESPnet users expect
-    params.pop("array_parallelism", None)
     script = _make_sbatch_string(command="true", folder=tmp_path, **params)
     for line in ("--partition=gpu", "--gres=gpu:4", "--nodes=2", "--ntasks-per-node=1", "--mem=16G",
-                 "--time=2880", "--cpus-per-task=4", "--job-name=train"):
+                 "--time=2880", "--cpus-per-task=4", "--job-name=train", "--export=PATH"):
         assert f"#SBATCH {line}\n" in script, line
+    args, _ = launch.parse_args(["--backend", "slurm", "JOB=1:2", "exp/decode.JOB.log", "c"])
+    assert launch.slurm_parameters(args)["partition"] == "cpu"
+
+
+def test_job_runs_in_the_submitting_environment_under_its_own(tmp_path, monkeypatch):
+    """A Slurm job started with --export=PATH has hardly more than PATH: the command gets the
+    environment it was submitted from, with the job's own variables on top."""
+    monkeypatch.setenv("SMOE_JOB_SIDE", "job")
+    submit_env = {"SMOE_SUBMIT_SIDE": "submit", "SMOE_JOB_SIDE": "submit"}
+    command = ["bash", "-c", 'echo "$SMOE_SUBMIT_SIDE $SMOE_JOB_SIDE"']
+    assert launch.run_job(command, "log/env.log", None, str(tmp_path), submit_env=submit_env) == 0
+    assert "\nsubmit job\n" in (tmp_path / "log/env.log").read_text()
 
 
 def test_local_rejects_multi_node(tmp_path):

@@ -26,7 +26,16 @@ from local import launch
 
 LAUNCH = Path(launch.__file__)
 CLUSTER_SCRIPT = Path(__file__).with_name("slurm_cluster.sh")
-TEST_CONF = "partition = debug\ncpus_per_task = 1\ntime = 15\n"
+# ESPnet's slurm.conf format, with ESPnet's --export=PATH: the jobs still run in the submitting environment
+TEST_CONF = """\
+command sbatch --export=PATH -p debug --cpus-per-task 1
+default time=15
+option time=* --time $0
+option num_nodes=* --nodes $0
+default gpu=0
+option gpu=0
+option gpu=* --gres=gpu:$0
+"""
 
 
 @pytest.fixture(scope="session")
@@ -85,8 +94,18 @@ def test_array_one_log_per_job_index(work):
     assert len(ids) == 1  # one submission: a job array
     script = next((work / "exp/log/submitit").glob("*/*_submission.sh")).read_text()
     assert "#SBATCH --array=0-1%2" in script and "#SBATCH --partition=debug" in script
+    assert "#SBATCH --export=PATH" in script
     assert "#SBATCH --job-name=decode" in script and "#SBATCH --time=15" in script
     assert not (work / "exp/log/decode.JOB.log").exists()
+
+
+def test_job_gets_the_submitting_environment_despite_export_path(work, monkeypatch):
+    """sbatch --export=PATH (ESPnet's slurm.conf) starts the job with PATH and Slurm's variables only;
+    the command still sees the variables of the shell that submitted it, and Slurm's own."""
+    monkeypatch.setenv("SMOE_SUBMIT_MARK", "from the submitting shell")
+    proc = slurm(work, "log/env.log", "bash", "-c", 'echo "[$SMOE_SUBMIT_MARK] [$SLURM_JOB_PARTITION]"')
+    assert proc.returncode == 0, proc.stderr
+    assert "\n[from the submitting shell] [debug]\n" in (work / "log/env.log").read_text()
 
 
 def test_failed_array_job_is_named_with_its_log(work):
