@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Decoding stage speed: the recipe's decoding stage (run.sh stage 9), three ways side by side.
+"""Decoding stage speed: the recipe's decoding stage (run.sh stage 12), three ways side by side.
 
 Each way decodes the same test sets in both tasks with the same model and beam,
 through the launcher as run.sh calls it (process start-up included), in one job:
@@ -79,7 +79,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="bench_decode_"))
 
     def sorted_copy(name: str, sets: list[Path]) -> Path:
-        """wav.scp and utt2bw of ``sets`` in one folder, shortest first (as stage 9's split_keys.py writes
+        """wav.scp and utt2bw of ``sets`` in one folder, shortest first (as stage 12's split_keys.py writes
         them: ESPnet streams each data file in its own order, so the order is a copy, not a key file)."""
         rows = {"wav.scp": {}, "utt2bw": {}}
         for data in sets:
@@ -115,7 +115,7 @@ def main():
             times[name].append(way(r))
     wall = {name: statistics.median(t) for name, t in times.items()}
     print(json.dumps({
-        "what": "decoding stage (run.sh stage 9): the test sets in both tasks, one job, process start-up included",
+        "what": "decoding stage (run.sh stage 12): the test sets in both tasks, one job, process start-up included",
         "exp": str(args.exp), "model": args.model, "data": [str(d) for d in args.data], "utterances": len(seconds),
         "audio_seconds": round(audio, 1), "beam_size": args.beam_size, "batch_size": args.batch_size,
         "machine": platform.machine(), "threads": os.environ.get("OMP_NUM_THREADS", "default"),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stage 4: sentencepiece unigram model + ESPnet S2T token list.
+"""Stage 5: sentencepiece unigram model + ESPnet S2T token list.
 
 Training text: the English transcripts and French translations of the train set,
 taken from ``<train_dir>/text`` with the ``<eng><task><notimestamps>`` prefix

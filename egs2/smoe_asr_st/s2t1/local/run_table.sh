@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's comparison table with fair baselines (issue #4): every variant trained for
+# The paper's comparison table with fair baselines: every variant trained for
 # every seed with the same data, dimensions and steps through run.sh, decoded on the
 # corpus's test sets (tts_ui: tts_ui, DDTP and the real Asterisk prompts; NB and WB),
 # scored, and tabulated (mean and spread over seeds, parameters, relative step time).
@@ -7,20 +7,21 @@
 #
 #   local/run_table.sh                          # tts_ui, 6 variants x seeds 1 2 3, tiny CPU configs
 #   local/run_table.sh --corpus asterisk --variants "hard_sharing smoe_encdec" --seeds 1 \
-#       --run_args "--max_prompts 24" --train_args "--max_epoch 1" --inference_args "--beam_size 2"
+#       --run_args "--max_prompts 24" --s2t_args "--max_epoch 1" --inference_args "--beam_size 2"
 #   local/run_table.sh --config_dir conf --config_suffix "" --ngpu 1 --name tts_ui_gpu --publish true
 #
 # Stages:
-#   1: data, tokens and feature stats once: run.sh stages 1-7 (first variant's config; the
-#      variants differ only in encoder/decoder, so they share them)
-#   2: per seed, per variant: run.sh stages 8-11 with --tag [<corpus>_]<variant>_seed<seed> and
-#      --train_args "<train_args> --seed <seed>" -> exp/[<corpus>_]<variant>_seed<seed>
+#   1: data, tokens and feature stats once: run.sh stages 1-10 (first variant's config; the
+#      variants share data, tokens and feature settings, so they share them)
+#   2: per seed, per variant: run.sh stages 11-14 with --tag [<corpus>_]<variant><tag_suffix>_seed<seed>
+#      and --s2t_args "<s2t_args> --seed <seed>" -> exp/[<corpus>_]<variant><tag_suffix>_seed<seed>
 #      (a run whose results.json exists is skipped unless --skip_done false; a stopped one
-#      resumes from its checkpoint), --parallel_runs of them at a time; output of each
+#      resumes from its checkpoint, if its options are the same: run.sh stops a run whose
+#      folder was trained with others), --parallel_runs of them at a time; output of each
 #      run.sh call in exp/table_<name>/logs/. With --keep true each finished run's scores,
 #      hypotheses and training statistics go to results/runs/<tag> (small
 #      text, to commit), and a run missing from exp/ is restored from there instead of
-#      trained again: the table goes on over sittings on new machines (maint/keep_run.py)
+#      trained again, so the table can be finished on another machine (maint/keep_run.py)
 #   3: local/make_table.py -> exp/table_<name>/table.{md,json,png}; --publish true also
 #      writes the RESULTS.md section (between <!-- table:table_<name> begin/end -->) and
 #      results/table_<name>.{json,png}
@@ -36,10 +37,11 @@ seeds="1 2 3"           # training seeds (ESPnet --seed); the corpus seed stays 
 config_dir=conf/tuning  # configs are <config_dir>/train_<variant><config_suffix>.yaml
 config_suffix=_tiny
 run_args=""             # more run.sh options for every call, e.g. "--max_prompts 24"
-train_args=""           # ESPnet training flags for every run, e.g. "--max_epoch 2"
+s2t_args=""             # ESPnet training flags for every run, e.g. "--max_epoch 2" (run.sh --s2t_args)
 inference_args=""       # ESPnet inference flags for every run, e.g. "--beam_size 2"
 ngpu=0                  # run.sh --ngpu
-nj=2                    # run.sh --nj
+nj=2                    # run.sh --nj (data preparation jobs)
+inference_nj=2          # run.sh --inference_nj (decoding jobs of each run)
 parallel_runs=1         # runs trained side by side, each with OMP_NUM_THREADS=nproc/parallel_runs
                         # (on a 2-core CPU two 1-thread runs train more steps per hour than one 2-thread run)
 name=""                 # table name: exp/table_<name> (default: the corpus)
@@ -84,20 +86,20 @@ done
 mkdir -p "${table_dir}/logs"
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
-    log "Stage 1: data, tokens and stats for ${corpus} (run.sh stages 1-7)"
-    ./run.sh "${extra[@]}" --stage 1 --stop_stage 7 --corpus "${corpus}" --ngpu "${ngpu}" --nj "${nj}" \
-        --train_config "${config_dir}/train_${variant_list[0]}${config_suffix}.yaml" \
+    log "Stage 1: data, tokens and stats for ${corpus} (run.sh stages 1-10)"
+    ./run.sh "${extra[@]}" --stage 1 --stop_stage 10 --corpus "${corpus}" --ngpu "${ngpu}" --nj "${nj}" \
+        --s2t_config "${config_dir}/train_${variant_list[0]}${config_suffix}.yaml" \
         2>&1 | tee "${table_dir}/logs/data.log"
 fi
 
-# One run: run.sh stages 8-11; a failure leaves <tag>.failed next to the run's log.
+# One run: run.sh stages 11-14; a failure leaves <tag>.failed next to the run's log.
 run_one() {  # <variant> <seed> <tag>
     local v=$1 seed=$2 tag=$3 start
     start=$(date +%s)
     rm -f "${table_dir}/logs/${tag}.failed"
-    if ./run.sh "${extra[@]}" --stage 8 --stop_stage 11 --corpus "${corpus}" --ngpu "${ngpu}" \
-            --nj "${nj}" --train_config "${config_dir}/train_${v}${config_suffix}.yaml" --tag "${tag}" \
-            --train_args "${train_args} --seed ${seed}" --inference_args "${inference_args}" \
+    if ./run.sh "${extra[@]}" --stage 11 --stop_stage 14 --corpus "${corpus}" --ngpu "${ngpu}" \
+            --nj "${nj}" --inference_nj "${inference_nj}" --s2t_config "${config_dir}/train_${v}${config_suffix}.yaml" \
+            --tag "${tag}" --s2t_args "${s2t_args} --seed ${seed}" --inference_args "${inference_args}" \
             > "${table_dir}/logs/${tag}.log" 2>&1; then
         log "Stage 2: ${tag} done in $(( $(date +%s) - start )) s"
         if [ "${keep}" = true ]; then
@@ -119,7 +121,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     fi
     for seed in "${seed_list[@]}"; do
         for v in "${variant_list[@]}"; do
-            tag=${prefix}${v}${tag_suffix}_seed${seed}   # run.sh uses an explicit --tag as given
+            tag=${prefix}${v}${tag_suffix}_seed${seed}   # run.sh's exp/<tag>; a rerun with other options stops
             if [ "${keep}" = true ] && [ -d "${keep_dir}/${tag}" ] && [ ! -f "exp/${tag}/results.json" ]; then
                 log "Stage 2: ${tag}: restored from ${keep_dir}/${tag}"
                 python -m maint.keep_run restore "${keep_dir}/${tag}" "exp/${tag}"
@@ -137,7 +139,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
                     [ ! -f "${table_dir}/logs/${done_tag}.failed" ] || break 3
                 done
             fi
-            log "Stage 2: ${tag}: train, decode, score, pack (run.sh stages 8-11) -> exp/${tag}, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset (all cores)}"
+            log "Stage 2: ${tag}: train, decode, score, pack (run.sh stages 11-14) -> exp/${tag}, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset (all cores)}"
             run_one "${v}" "${seed}" "${tag}" &
             started+=("${tag}")
         done

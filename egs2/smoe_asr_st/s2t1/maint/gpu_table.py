@@ -5,7 +5,7 @@ A GPU machine lent for minutes, with PyTorch but without ESPnet and without a ne
 still build the tts_ui corpus, train hard sharing and S-MoE on it in bf16 with the GPU
 configs, decode, score and tabulate, if everything it cannot fetch travels with the repo.
 With ``--corpus asterisk`` (both subcommands) it runs the default corpus instead: the
-Asterisk .debs of stage 1 travel, and run.sh's own stages 1-7 build the data there.
+Asterisk .debs of stage 1 travel, and run.sh's own stages 1-10 build the data there.
 
     # here (Debian caches of stage 4 and PyPI reachable): wheels, TTS binaries, text, tests
     python -m maint.gpu_table bundle --bundle_dir ../../../gpu_bundle --num_train 10000
@@ -14,9 +14,9 @@ Asterisk .debs of stage 1 travel, and run.sh's own stages 1-7 build the data the
 
 ``run`` installs the wheels into ``<work>/site``, gives ``path.sh`` a venv that points at that
 interpreter, unpacks flite/espeak-ng and the tts_ui text, makes the audio with all cores, and
-then runs the recipe's own stages: tokens and stats (run.sh stages 6-7), one training per
-variant and seed side by side on the GPU (stage 8), decoding and scoring (9-10) and the
-table (local/make_table.py). Training is budgeted in seconds, not epochs: short epochs, and at
+then runs the recipe's own stages: tokens and stats (run.sh stages 5 and 10), one training per
+variant and seed side by side on the GPU (stage 11), decoding, scoring and packing (12-14) and
+the table (local/make_table.py). Training is budgeted in seconds, not epochs: short epochs, and at
 the deadline every training still running is stopped; each run is decoded with the
 checkpoint of its best dev accuracy so far (``valid.acc.best.pth``). Everything small that
 the runs wrote (results, logs, hypotheses, the table) is packed into ``<out_dir>`` even when a
@@ -190,7 +190,7 @@ def bundle(a: argparse.Namespace) -> None:
             [f"text/{n}" for n in ("train.tsv", "dev.tsv", "test.tsv", "counts.json", ".done")
              if (work / "tts_ui/text" / n).exists()])
     shutil.rmtree(work)
-    # 4. the Asterisk corpus: the .debs stage 1 downloaded (run.sh stages 1-3 run there), or for
+    # 4. the Asterisk corpus: the .debs stage 1 downloaded (run.sh's data stages run there), or for
     #    the tts_ui table only the real test sets (data dirs and the audio their wav.scp names)
     if a.corpus == "asterisk":
         debs = sorted((RECIPE / "downloads").glob("asterisk-core-sounds-*.deb"))
@@ -248,16 +248,13 @@ def run(a: argparse.Namespace) -> int:
         if "train" in a.phases:  # every run side by side until the training deadline
             t = time.time()
             status["train_exit"] = run_side_by_side(
-                {tag: [*run_sh, "--stage", "8", "--stop_stage", "8", "--ngpu", str(a.ngpu), "--train_config",
-                       a.config_template.format(variant=v), "--tag", tag, "--train_args", f"{a.train_args} --seed {s}"]
-                 for tag, v, s in runs}, logs, "train", env, deadline - a.decode_reserve_s)
+                {tag: train_command(a, run_sh, tag, v, s) for tag, v, s in runs}, logs, "train", env,
+                deadline - a.decode_reserve_s)
             phase("train", t)
         if "decode" in a.phases:  # each run's best checkpoint so far, side by side
             t = time.time()
             status["decode_exit"] = run_side_by_side(
-                {tag: [*run_sh, "--nj", "2", "--stage", "9", "--stop_stage", "11", "--train_config",
-                       a.config_template.format(variant=v), "--tag", tag, "--inference_model", "valid.acc.best.pth",
-                       "--inference_ngpu", str(a.ngpu), "--inference_args", a.inference_args]
+                {tag: decode_command(a, run_sh, tag, v)
                  for tag, v, s in runs if (RECIPE / "exp" / tag / "valid.acc.best.pth").exists()},
                 logs, "decode", env, deadline - a.table_reserve_s)
             phase("decode", t)
@@ -309,6 +306,19 @@ def run_sh_args(a: argparse.Namespace, b: Path) -> list[str]:
             "--nj", str(os.cpu_count() or 2), *tests]
 
 
+def train_command(a: argparse.Namespace, run_sh: list[str], tag: str, variant: str, seed: int) -> list[str]:
+    """run.sh's training stage for one variant and seed."""
+    return [*run_sh, "--stage", "11", "--stop_stage", "11", "--ngpu", str(a.ngpu), "--s2t_config",
+            a.config_template.format(variant=variant), "--tag", tag, "--s2t_args", f"{a.s2t_args} --seed {seed}"]
+
+
+def decode_command(a: argparse.Namespace, run_sh: list[str], tag: str, variant: str) -> list[str]:
+    """run.sh's decoding, scoring and packing of one run, with its best checkpoint so far."""
+    return [*run_sh, "--inference_nj", "2", "--stage", "12", "--stop_stage", "14", "--s2t_config",
+            a.config_template.format(variant=variant), "--tag", tag, "--inference_s2t_model", "valid.acc.best.pth",
+            "--gpu_inference", "true" if a.ngpu else "false", "--inference_args", a.inference_args]
+
+
 def run_side_by_side(cmds: dict[str, list[str]], logs: Path, what: str, env: dict, deadline: float) -> dict:
     """Start every command at once (logs/<tag>.<what>.log); stop those still running at the deadline."""
     procs = []
@@ -338,12 +348,12 @@ def corpus(a: argparse.Namespace, b: Path, logs: Path, env: dict, phase) -> None
     phase("unpack", t)
     if a.corpus == "asterisk":  # run.sh's own stages: the .debs as db.sh's ASTERISK, tts_ui text already there
         t = time.time()
-        code = sh([*run_sh, "--stage", "1", "--stop_stage", "7", "--train_config",
+        code = sh([*run_sh, "--stage", "1", "--stop_stage", "10", "--s2t_config",
                    a.config_template.format(variant=a.variants[0])], logs / "data.log",
                   dict(env, ASTERISK=str(b / "asterisk_debs")))
         phase("data_tokens_stats", t)
         if code:
-            raise RuntimeError(f"run.sh stages 1-7 failed ({logs / 'data.log'})")
+            raise RuntimeError(f"run.sh stages 1-10 failed ({logs / 'data.log'})")
         return
 
     t = time.time()
@@ -355,13 +365,13 @@ def corpus(a: argparse.Namespace, b: Path, logs: Path, env: dict, phase) -> None
         raise RuntimeError(f"tts_ui corpus failed ({logs / 'tts_ui.log'})")
 
     t = time.time()
-    # run.sh stage 5 for --corpus tts_ui (the Asterisk tests came ready, stages 1-3 are not needed)
+    # run.sh stage 4's mix dirs for --corpus tts_ui (the Asterisk tests came ready, stages 1-3 are not needed)
     tests_dirs = [f"data/{x}" for x in chosen_test_sets(a)]
     code = sh([a.python, "-m", "local.combine_data", "--out", "data/tts_ui_train_mix", "--sets",
                "data/tts_ui_train", "--exclude", "data/tts_ui_dev", *tests_dirs], logs / "data.log", env)
     code = code or sh([a.python, "-m", "local.combine_data", "--out", "data/tts_ui_dev_mix", "--sets",
                        "data/tts_ui_dev", "--exclude", *tests_dirs], logs / "data.log", env)
-    code = code or sh([*run_sh, "--stage", "6", "--stop_stage", "7", "--train_config",
+    code = code or sh([*run_sh, "--stage", "5", "--stop_stage", "10", "--s2t_config",
                        a.config_template.format(variant=a.variants[0])], logs / "data.log", env)
     phase("data_tokens_stats", t)
     if code:
@@ -462,7 +472,7 @@ def get_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     pr.add_argument("--test_sets", nargs="*", default=None,
                     help="default: tts_ui and Asterisk tests for --corpus tts_ui, the corpus's own for asterisk")
-    pr.add_argument("--train_args", default="--max_epoch 1000 --num_iters_per_epoch 200 --batch_bins 4000000 "
+    pr.add_argument("--s2t_args", default="--max_epoch 1000 --num_iters_per_epoch 200 --batch_bins 4000000 "
                     "--scheduler_conf warmup_steps=600 --optim_conf lr=0.0015 --use_amp true --num_workers 3")
     pr.add_argument("--inference_args", default="--batch_size 32")
     pr.add_argument("--note", default="")

@@ -4,7 +4,7 @@ Seven real AN4 utterances (the espnet wheel ships them), each in both
 bandwidths (wideband and an 8 kHz round trip) and both tasks: ASR, and a
 word-by-word French "translation" (a fixed lexicon, with accents and hyphens
 so tokenisation of French is exercised). 28 training samples. The recipe's
-token builder (stage 6) and the recipe's default config (shrunk, no dropout,
+token builder (stage 5) and the recipe's default config (shrunk, no dropout,
 no SpecAugment) train through the launchers until the model must reproduce
 its training set; then every sample is decoded in its task and bandwidth.
 
@@ -160,7 +160,7 @@ def memorised(tmp_path_factory):
          "--normalize_conf", f"stats_file={root / 'stats/train/feats_stats.npz'}",
          "--train_shape_file", root / "stats/train/speech_shape",
          "--valid_shape_file", root / "stats/valid/speech_shape", "--output_dir", exp], root, "train")
-    # Both tasks in one process, in batches, as the recipe's stage 9 decodes.
+    # Both tasks in one process, in batches, as the recipe's stage 12 decodes.
     evaluate, out = data / "eval", root / "decode"
     run([py, "-m", "espnet_smoe.bin.s2t_inference", "--s2t_train_config", exp / "config.yaml",
          "--s2t_model_file", exp / "train.loss.best.pth", "--output_dir", out, "--ngpu", "0",

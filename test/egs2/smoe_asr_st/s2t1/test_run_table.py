@@ -5,7 +5,7 @@ The recipe runs in a scratch copy made of links to the checkout, as in test_run_
 The default run uses the Asterisk corpus: about 3.5 minutes on 2 cores (the data and the
 two runs). The tts_ui corpus builds its TTS audio first, from Debian packages fetched into
 the downloads cache on first use (minutes, and the network), so it runs only with
-`./tools/test.sh -m slow` (22 min beside two trainings, 6.6 CPU-minutes; session 9). Test
+`./tools/test.sh -m slow` (22 min beside two trainings, 6.6 CPU-minutes). Test
 sets that share keys, as tts_ui's do, are covered in CI by test_run_sh.py.
 """
 
@@ -22,7 +22,7 @@ from espnet_smoe.reporter_stats import read_reporter_stats
 VARIANTS = ("hard_sharing", "smoe_encdec")
 METRICS = ("wer", "bleu", "chrf")
 # A 1-epoch model never ends its hypotheses: cap them at 0.3 x the encoder frames. With
-# --nj 1 each of the 4 decoding runs (test set x task) per model imports ESPnet once.
+# --inference_nj 1 one decoding process per model decodes every test set and task (ESPnet imported once).
 INFERENCE_ARGS = "--beam_size 2 --maxlenratio 0.3"
 # 12-18 min on 2 cores: deselected by default (pytest.ini), run with `-m slow`.
 TTS_UI = pytest.mark.slow
@@ -39,7 +39,7 @@ def tiny_table(tmp_path_factory, scratch_recipe, corpus: str, run_args: str, *mo
     recipe = scratch_recipe(tmp_path_factory.mktemp(f"table_{corpus}"))
     code, text = driver(
         recipe, "--corpus", corpus, "--variants", " ".join(VARIANTS), "--seeds", "1", "--nj", "1",
-        "--run_args", run_args, "--train_args", "--max_epoch 1 --num_iters_per_epoch 8",
+        "--inference_nj", "1", "--run_args", run_args, "--s2t_args", "--max_epoch 1 --num_iters_per_epoch 8",
         "--inference_args", INFERENCE_ARGS, *more,
     )  # fmt: skip
     assert code == 0, text[-5000:]
@@ -111,12 +111,12 @@ def test_asterisk_table_has_every_column(asterisk_run):
     assert text.count(f"OMP_NUM_THREADS={threads}\n") == 2, text
     # the driver's stage 1 is run.sh's data stages up to the feature stats, its stage 2 the rest
     data_log = (recipe / "exp/table_asterisk/logs/data.log").read_text()
-    assert "Stage 7: feature statistics" in data_log and "Stage 8:" not in data_log
+    assert "Stage 10: feature statistics" in data_log and "Stage 11:" not in data_log
     for variant in VARIANTS:
         config = (recipe / f"exp/{variant}_seed1/config.yaml").read_text()
         assert "\nseed: 1\n" in config and "\nmax_epoch: 1\n" in config  # the driver's seed wins
         run_log = (recipe / f"exp/table_asterisk/logs/{variant}_seed1.log").read_text()
-        assert "Stage 8: train" in run_log and "Stage 11: pack" in run_log and "Stage 7:" not in run_log
+        assert "Stage 11: train" in run_log and "Stage 14: pack" in run_log and "Stage 10:" not in run_log
 
 
 def test_finished_runs_are_skipped(asterisk_run):
@@ -183,7 +183,7 @@ def test_tts_ui_run_names_are_found(asterisk_run):
 
 def test_failed_run_is_reported_and_the_table_still_written(asterisk_run):
     recipe, _ = asterisk_run
-    # seed 7 of hard_sharing fails in run.sh's stage 8 (training): its stats file is gone from this copy
+    # seed 7 of hard_sharing fails in run.sh's stage 11 (training): its stats file is gone from this copy
     stats = next((recipe / "exp").glob("stats_asterisk_bpe*"))
     hidden = recipe / "exp/stats_hidden"
     stats.rename(hidden)

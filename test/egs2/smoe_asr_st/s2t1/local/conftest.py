@@ -2,7 +2,7 @@
 
 Tests import the recipe's modules as ``from local import score`` (pytest.ini puts
 the recipe dir on ``sys.path``, as ``python -m local.<module>`` does from it).
-Fixtures for the data-preparation tests (stages 1-3 and 6): a tiny fake Asterisk
+Fixtures for the data-preparation tests (stages 1-3 and 5): a tiny fake Asterisk
    core-sounds corpus synthesised in a temp dir: 8 kHz PCM16 .wav files and
    G.722 files encoded from the 16 kHz version of the same signal (sample-exact
    pairs, like the real packages), and transcripts in the real ``name: text``

@@ -1,4 +1,4 @@
-"""Tests for local/make_tokens.py (stage 6): sentencepiece model and S2T token list."""
+"""Tests for local/make_tokens.py (stage 5): sentencepiece model and S2T token list."""
 
 import pytest
 import sentencepiece as spm

@@ -1,13 +1,22 @@
 """maint/gpu_table.py: the deadline stops whole process groups; finished jobs keep their codes;
-run.sh gets the bundle's corpus and sizes."""
+run.sh gets the bundle's corpus and sizes, through options and stages run.sh has."""
 
 import json
 import os
+import re
 import subprocess
 import time
 
 import pytest
-from maint.gpu_table import RECIPE, get_parser, run_sh_args, run_side_by_side, wait_group
+from maint.gpu_table import (
+    RECIPE,
+    decode_command,
+    get_parser,
+    run_sh_args,
+    run_side_by_side,
+    train_command,
+    wait_group,
+)
 
 
 def _alive(pid: int) -> bool:
@@ -68,9 +77,20 @@ def test_a_bundle_of_the_other_corpus_is_refused(tmp_path):
         run_sh_args(a, _bundle(tmp_path, "tts_ui"))
 
 
-def test_db_sh_keeps_a_corpus_path_set_in_the_environment():
-    db = RECIPE / "db.sh"
-    env = {k: v for k, v in os.environ.items() if k not in ("ASTERISK", "MUSTC")}
-    out = subprocess.run(["bash", "-c", f". {db}; echo \"[$ASTERISK] [$MUSTC]\""], env=dict(env, ASTERISK="/x/debs"),
-                         capture_output=True, text=True, check=True).stdout
-    assert out == "[/x/debs] []\n", out
+def test_run_sh_calls_use_its_options_and_stages(tmp_path):
+    """Every option the driver gives run.sh is one of run.sh's; training is stage 11, the rest 12-14."""
+    head = (RECIPE / "run.sh").read_text().split(". local/parse_options.sh", 1)[0]
+    run_sh_options = set(re.findall(r"^(\w+)=", head, re.M))
+    a = get_parser().parse_args(["run", "--out_dir", str(tmp_path), "--ngpu", "1"])
+    run_sh = run_sh_args(a, _bundle(tmp_path, "tts_ui"))
+    train = train_command(a, run_sh, "tts_ui_smoe_encdec_seed2", "smoe_encdec", 2)
+    decode = decode_command(a, run_sh, "tts_ui_smoe_encdec_seed2", "smoe_encdec")
+    for command in (train, decode):
+        names = {word[2:] for word in command[1:] if word.startswith("--") and " " not in word}
+        assert names <= run_sh_options, names - run_sh_options
+    flags = dict(zip(train[1::2], train[2::2]))
+    assert (flags["--stage"], flags["--stop_stage"], flags["--tag"]) == ("11", "11", "tts_ui_smoe_encdec_seed2")
+    assert flags["--s2t_config"] == "conf/train_smoe_encdec.yaml" and flags["--s2t_args"].endswith(" --seed 2")
+    flags = dict(zip(decode[1::2], decode[2::2]))
+    assert (flags["--stage"], flags["--stop_stage"], flags["--gpu_inference"]) == ("12", "14", "true")
+    assert flags["--inference_s2t_model"] == "valid.acc.best.pth"
