@@ -18,7 +18,7 @@ Backends:
   local: the jobs run here, at most ``--max_jobs_run`` at a time (default: all). When
     several run at once and ``OMP_NUM_THREADS`` is not set, each job gets an equal share of
     this machine's cores as ``OMP_NUM_THREADS`` (at least 1): PyTorch otherwise starts one
-    thread per core in every job, and on 2 cores two decoding jobs of two threads each took
+    thread per core in every job, and on 2 cores two decoding jobs of two threads each take
     3.7x as long as with one thread each (spinning threads wait for each other).
   slurm: submitit submits them (a job array for ``JOB=a:b``) and waits. Their sbatch options
     come from conf/slurm.conf in ESPnet's (Kaldi's slurm.pl) format, for every job and for

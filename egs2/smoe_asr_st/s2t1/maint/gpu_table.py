@@ -45,9 +45,9 @@ RECIPE = Path(__file__).resolve().parents[1]
 REPO = RECIPE.parents[2]
 
 # What the GPU image lacks for this recipe (it has torch, torchaudio, numpy, scipy,
-# sentencepiece, sacrebleu, matplotlib, pyyaml), found by recording the modules that training,
-# decoding, scoring and the tts_ui plan/speech/channel/data stages import (see the bundle's
-# imports.txt), pinned to the versions of the project venv when it is there.
+# sentencepiece, sacrebleu, matplotlib, pyyaml): the distributions of the modules that training,
+# decoding, scoring and the tts_ui plan/speech/channel/data stages import (the bundle's
+# imports.txt lists them), pinned to the versions of the project venv when it is there.
 WHEELS = (
     "espnet", "espnet-tts-frontend", "typeguard", "configargparse", "humanfriendly", "torch-complex",
     "editdistance", "kaldiio", "soundfile", "jiwer", "rapidfuzz", "librosa", "audioread", "soxr", "pooch",
@@ -259,11 +259,11 @@ def run(a: argparse.Namespace) -> int:
                 logs, "decode", env, deadline - a.table_reserve_s)
             phase("decode", t)
         t = time.time()
-        # Pack once before the table: on the device, loading each checkpoint for its reporter took
-        # ~25 s, and a command killed at its limit inside this phase returned nothing at all.
+        # Pack once before the table: on the GPU machine loading each checkpoint for its reporter takes
+        # ~25 s, and a command killed at its limit inside this phase would bring nothing back.
         pack_results(out, tags, table_dir)
         # per-epoch times and losses of each run (its checkpoint does not travel back), side by side:
-        # one after another they took ~25 s each there
+        # one after another they take ~25 s each there
         run_side_by_side({tag: [a.python, "-m", "espnet_smoe.reporter_stats", f"exp/{tag}", "--out",
                                 f"exp/{tag}/reporter_stats.json"]
                           for tag in tags if (RECIPE / "exp" / tag / "checkpoint.pth").exists()},

@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
-"""Keeps a finished table run's results in git, and puts them back on a new machine.
+"""Keeps a finished table run's results in git, and puts them back on another machine.
 
-A run of the comparison table trains for ~40 minutes on the 2-core CPU, and the table needs
-14 of them: more than one sitting, while a sitting may start on a new machine that has only
-the repository. So local/run_table.sh keeps, per finished run, the files the table reads --
+A run of the comparison table trains for ~40 minutes on a 2-core CPU, and the table needs
+14 of them, so they are trained over days, on machines that may have only the repository.
+So local/run_table.sh keeps, per finished run, the files the table reads --
 ``results.json`` (scores), ``model_info.json`` (parameters), the hypothesis files that
 results.json names (for the paired bootstrap) and the per-epoch training statistics
 (``reporter_stats.json``, instead of the 20 MB ``checkpoint.pth``) -- in a folder small
 enough to commit, with the run's ``config.yaml``, and restores them into ``exp/<tag>`` when
 that run is missing. Corpus files stay out: the kept folder holds the SHA-256 of the test
 references it was scored against and of the training texts, shapes and BPE model it was
-trained on (``inputs.json``), and restoring checks that the data stage rebuilt the same ones
-(the tts_ui corpus is built from Debian's current catalogs, which may move on between sittings).
+trained on (``inputs.json``), and restoring checks that the data stages rebuilt the same ones
+(the tts_ui corpus is built from Debian's current catalogs, which change over time).
 
 Run from the recipe folder (results.json paths are relative to it)::
 
@@ -83,13 +83,13 @@ def restore(keep_dir: Path, exp_dir: Path) -> None:
         raise KeepError(f"{keep_dir / INPUTS}: missing (not a folder written by 'keep_run save')")
     for path, digest in json.loads((keep_dir / INPUTS).read_text(encoding="utf-8")).items():
         if not Path(path).is_file():
-            raise KeepError(f"{keep_dir}: its input {path} is missing (run the data stage first)")
+            raise KeepError(f"{keep_dir}: its input {path} is missing (run the data stages first)")
         if _sha256(Path(path)) != digest:
             raise KeepError(f"{path}: differs from the file {keep_dir} was trained or scored on (sha256 "
-                            f"{digest[:12]}...): the data stage built another corpus (sizes, seed, or Debian's "
-                            f"catalogs moved on), or ran with another --nj (shape files list the utterances in "
-                            f"the order of the stats jobs); rebuild with the run's --nj, or retrain the run "
-                            f"(remove {keep_dir})")
+                            f"{digest[:12]}...): the data stages built another corpus (sizes, seed, or Debian's "
+                            f"catalogs moved on), or the statistics stage listed the utterances in another order "
+                            f"(the order follows its number of loader workers); rebuild the data as the run had "
+                            f"it, or retrain the run (remove {keep_dir})")
     shutil.copytree(keep_dir, exp_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(INPUTS))
 
 

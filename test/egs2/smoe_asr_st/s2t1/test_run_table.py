@@ -129,7 +129,7 @@ def test_finished_runs_are_skipped(asterisk_run):
 
 def test_kept_runs_are_restored_instead_of_trained(asterisk_run):
     """--keep (default true) put each finished run's small files in results/runs/;
-    on a machine that has lost exp/<run> (a new sitting: data rebuilt from the repository), stage 2
+    on a machine that has lost exp/<run> (another machine: data rebuilt from the repository), stage 2
     restores the runs from there instead of training them, and the table is the same."""
     recipe, _ = asterisk_run
     kept = recipe / "results/runs"

@@ -110,14 +110,16 @@ def test_restore_refuses_another_corpus(recipe, changed):
     assert not (recipe / "exp/again").exists()
 
 
-def test_restore_refuses_shapes_in_another_order_and_names_nj(recipe):
-    """Stats made with another --nj list the same utterances in another order, which can change ESPnet's batches."""
+def test_restore_refuses_shapes_in_another_order_and_names_the_cause(recipe):
+    """Statistics collected with another number of loader workers list the same utterances in another
+    order, which can change ESPnet's batches."""
     exp = finished_run(recipe)
     shape = recipe / "data/stats/speech_shape"
     shape.write_text("u8 8000\nu9 16000\n")
     keep_run.save(exp.relative_to(recipe), recipe / "kept/run")
     shape.write_text("u9 16000\nu8 8000\n")
-    with pytest.raises(keep_run.KeepError, match=r"data/stats/speech_shape: differs .*another --nj"):
+    with pytest.raises(keep_run.KeepError, match=r"data/stats/speech_shape: differs .*another order "
+                                                 r"\(the order follows its number of loader workers\)"):
         keep_run.restore(recipe / "kept/run", recipe / "exp/again")
 
 
