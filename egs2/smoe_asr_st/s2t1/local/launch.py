@@ -24,9 +24,10 @@ Backends:
     come from conf/slurm.conf in ESPnet's (Kaldi's slurm.pl) format, for every job and for
     the launcher's ``--gpu``, ``--mem``, ``--time`` and ``--num_nodes`` (``SlurmConf``), and
     are handed to submitit: those it has a parameter for (partition, time, mem, gres,
-    cpus-per-task, account, qos, ...) as that parameter, other long options as they are; a
-    short option it cannot map or one the launcher sets itself (output, array, ...) is an
-    error naming the line. ``--num_nodes N`` (N > 1) runs one task per node under
+    cpus-per-task, account, qos, ...) as that parameter, other long options as they are, but
+    ``--export``: every job runs in the environment the launcher was started in. A short
+    option it cannot map or one the launcher sets itself (output, array, ...) is an error
+    naming the line. ``--num_nodes N`` (N > 1) runs one task per node under
     srun, as ESPnet's ``--dist_launcher slurm --multiprocessing_distributed true``
     expects (it starts one worker per GPU on each node); task r > 0 logs to
     ``<log stem>.rank<r>.log``. submitit's own files go to ``<log dir>/submitit/``.
@@ -65,14 +66,10 @@ def job_log(log: str, index: int | None, rank: int = 0) -> Path:
     return path.with_name(f"{path.stem}.rank{rank}{path.suffix}") if rank else path
 
 
-def run_job(command: list[str], log: str, index: int | None, cwd: str, threads: int | None = None,
-            submit_env: dict | None = None) -> int:
+def run_job(command: list[str], log: str, index: int | None, cwd: str, threads: int | None = None) -> int:
     """Runs one job with ``bash -o pipefail`` in cwd and writes its log; here or inside Slurm.
 
-    ``threads``: the job's ``OMP_NUM_THREADS`` (None: inherited). ``submit_env``: the environment
-    the job was submitted from, under the job's own (a Slurm job started with sbatch's
-    ``--export=PATH``, as ESPnet's slurm.conf asks, has little more than PATH and Slurm's variables;
-    Kaldi's slurm.pl sources path.sh in every job for the same reason).
+    ``threads``: the job's ``OMP_NUM_THREADS`` (None: inherited).
 
     Returns:
         The exit code (negative: killed by that signal).
@@ -92,7 +89,7 @@ def run_job(command: list[str], log: str, index: int | None, cwd: str, threads: 
         fd.write(f"# {cmd}\n# Started at {time.ctime()} on {where}\n")
         fd.flush()
         start = time.monotonic()
-        env = {**(submit_env or {}), **os.environ, **({} if threads is None else {"OMP_NUM_THREADS": str(threads)})}
+        env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
         threads_used = os.environ.get("OMP_NUM_THREADS", "default") if threads is None else threads
         code = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=cwd, stdin=subprocess.DEVNULL,
                               stdout=fd, stderr=subprocess.STDOUT, env=env).returncode
@@ -141,6 +138,10 @@ SHORT_OPTIONS = {"p": "partition", "t": "time", "c": "cpus-per-task", "A": "acco
                  "n": "ntasks", "o": "output", "e": "error", "a": "array", "W": "wait", "D": "chdir"}
 # sbatch options the launcher sets itself: the job's log is LOG, the array is JOB=a:b, one task per node
 LAUNCHER_OWNED = {"output", "error", "array", "open-mode", "wrap", "wait", "parsable", "ntasks"}
+# sbatch options left out: --export (ESPnet's files have --export=PATH). A job runs in the environment
+# the launcher was started in (run.sh's, made by path.sh, as Kaldi's slurm.pl sources path.sh in each
+# job); srun inherits --export from sbatch, and submitit's start of the job needs its own variables.
+LEFT_OUT = {"export"}
 DEFAULT_TIME = "1-00:00:00"  # submitit always asks for a time limit; without one from the file, this one
 
 
@@ -240,6 +241,8 @@ def submitit_options(words: list[str], where: str) -> dict:
         else:
             raise LaunchError(f"{where}: expected sbatch options, got {word!r}")
         i += 1
+        if name in LEFT_OUT:
+            continue
         if name in LAUNCHER_OWNED:
             raise LaunchError(f"{where}: the launcher sets sbatch's --{name} itself (the job writes its log to "
                               "LOG, JOB=a:b makes the array, one task per node): remove it")
@@ -323,10 +326,7 @@ def run_slurm(args: argparse.Namespace, indices: list) -> dict:
         raise LaunchError(f"{err} (use cmd_backend=local in cmd.sh)") from None
     except ValueError as err:  # submitit lists the parameters it knows
         raise LaunchError(f"{args.config}: {err}") from None
-    # the submitting environment without Slurm's variables of an allocation run.sh may itself run in
-    submit_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    run = functools.partial(run_job, args.command, str(Path(args.log).absolute()), cwd=os.getcwd(),
-                            submit_env=submit_env)
+    run = functools.partial(run_job, args.command, str(Path(args.log).absolute()), cwd=os.getcwd())
     try:
         jobs = executor.map_array(run, indices)
     except submitit.core.utils.FailedJobError as err:  # sbatch said no: its message says why

@@ -26,7 +26,7 @@ from local import launch
 
 LAUNCH = Path(launch.__file__)
 CLUSTER_SCRIPT = Path(__file__).with_name("slurm_cluster.sh")
-# ESPnet's slurm.conf format, with ESPnet's --export=PATH: the jobs still run in the submitting environment
+# ESPnet's slurm.conf format, with ESPnet's --export=PATH (left out: the jobs run in the submitting environment)
 TEST_CONF = """\
 command sbatch --export=PATH -p debug --cpus-per-task 1
 default time=15
@@ -94,14 +94,15 @@ def test_array_one_log_per_job_index(work):
     assert len(ids) == 1  # one submission: a job array
     script = next((work / "exp/log/submitit").glob("*/*_submission.sh")).read_text()
     assert "#SBATCH --array=0-1%2" in script and "#SBATCH --partition=debug" in script
-    assert "#SBATCH --export=PATH" in script
+    assert "--export" not in script
     assert "#SBATCH --job-name=decode" in script and "#SBATCH --time=15" in script
     assert not (work / "exp/log/decode.JOB.log").exists()
 
 
 def test_job_gets_the_submitting_environment_despite_export_path(work, monkeypatch):
-    """sbatch --export=PATH (ESPnet's slurm.conf) starts the job with PATH and Slurm's variables only;
-    the command still sees the variables of the shell that submitted it, and Slurm's own."""
+    """With sbatch --export=PATH (ESPnet's slurm.conf) a job would start with PATH and Slurm's variables
+    only, and srun would pass that on to submitit's start of the job, which needs its own variables: the
+    launcher leaves --export out, and the command sees the submitting shell's variables and Slurm's."""
     monkeypatch.setenv("SMOE_SUBMIT_MARK", "from the submitting shell")
     proc = slurm(work, "log/env.log", "bash", "-c", 'echo "[$SMOE_SUBMIT_MARK] [$SLURM_JOB_PARTITION]"')
     assert proc.returncode == 0, proc.stderr
