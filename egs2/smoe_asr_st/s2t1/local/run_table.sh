@@ -33,9 +33,10 @@ stage=1                 # first driver stage (1 data, 2 runs, 3 table)
 stop_stage=3            # last driver stage
 corpus=tts_ui           # run.sh --corpus: asterisk | tts_ui
 variants="hard_sharing smoe_enc smoe_dec smoe_encdec dense_wide gated_moe"
+                        # the table's rows, in order (baseline of the relative columns: hard_sharing, else the first)
 seeds="1 2 3"           # training seeds (ESPnet --seed); the corpus seed stays run.sh's --seed
 config_dir=conf/tuning  # configs are <config_dir>/train_<variant><config_suffix>.yaml
-config_suffix=_tiny
+config_suffix=_tiny     # "" for the GPU-sized conf/train_<variant>.yaml (with --config_dir conf)
 run_args=""             # more run.sh options for every call, e.g. "--max_prompts 24"
 s2t_args=""             # ESPnet training flags for every run, e.g. "--max_epoch 2" (run.sh --s2t_args)
 inference_args=""       # ESPnet inference flags for every run, e.g. "--beam_size 2"
