@@ -11,6 +11,12 @@ install_requires = [
     # "train": ESPnet's trainer plots curves with matplotlib and logs to tensorboard by default
     "espnet[s2t,train]==202611",
     "sentencepiece==0.2.1",
+    # espnet_smoe.transcribe (long recordings): reading any audio file, cutting it at pauses
+    # (the silero-vad wheel ships its model: nothing is downloaded at run time), progress bars
+    "soundfile>=0.12",
+    "silero-vad>=6.2,<7",
+    "tqdm>=4.66",
+    "av>=12",  # FFmpeg, for the containers libsndfile does not read (M4A/AAC, WMA, WebM)
 ]
 
 # What only the recipe (egs2/smoe_asr_st/s2t1/local) and its tests use; the plugin
@@ -44,6 +50,7 @@ setup(
     extras_require={
         "recipe": recipe_requires,
         # onnx*: the export_route test checks the ONNX export against PyTorch
-        "test": ["pytest>=8.0", "ruff~=0.17.0", "onnx", "onnxruntime", "onnxscript"],
+        # srt, webvtt-py: the transcription tests parse the caption files with other people's parsers
+        "test": ["pytest>=8.0", "ruff~=0.17.0", "onnx", "onnxruntime", "onnxscript", "srt>=3.5", "webvtt-py>=0.5"],
     },
 )
