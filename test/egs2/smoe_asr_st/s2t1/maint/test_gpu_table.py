@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+
 from maint.gpu_table import (
     RECIPE,
     decode_command,

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 import yaml
-from maint import keep_run
 
 from local import make_table
 from local.make_table import load_run
+from maint import keep_run
 
 TEST_SETS = ("tts_ui_test_nb", "test_wb")
 TASKS = ("asr", "st_fra")
