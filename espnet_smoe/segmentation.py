@@ -61,8 +61,10 @@ class SegmenterConfig:
         min_speech_s: Shorter speech regions are dropped (clicks, breaths).
         min_silence_s: A pause must be this long to end a region.
         pad_s: Context added on both sides of a region.
-        min_segment_s: Shorter segments are widened to this (the encoder's
-            subsampling needs a few frames).
+        min_segment_s: Shorter segments are widened to this, with the pause
+            around them: the beam search allows one output token per encoder
+            frame (80 ms in the recipe's models), the 3-token prompt included,
+            so a 0.5 s word would have room for 3 tokens of text.
         energy_window_s: Smoothing of the energy curve when splitting.
         split_search_fraction: Share of the window, at its end, searched for
             the quietest point.
@@ -73,7 +75,7 @@ class SegmenterConfig:
     min_speech_s: float = 0.25
     min_silence_s: float = 0.3
     pad_s: float = 0.2
-    min_segment_s: float = 0.5
+    min_segment_s: float = 1.0
     energy_window_s: float = 0.15
     split_search_fraction: float = 0.5
 
@@ -81,6 +83,8 @@ class SegmenterConfig:
         if self.max_segment_s is not None and self.max_segment_s <= 2 * self.pad_s + self.min_speech_s:
             raise ValueError(f"max_segment_s={self.max_segment_s} leaves no room for speech between "
                              f"2 x pad_s={self.pad_s}")
+        if self.max_segment_s is not None and self.min_segment_s > self.max_segment_s:
+            raise ValueError(f"min_segment_s={self.min_segment_s} exceeds max_segment_s={self.max_segment_s}")
         if not 0.0 < self.split_search_fraction <= 1.0:
             raise ValueError(f"split_search_fraction must be in (0, 1], got {self.split_search_fraction}")
         if not 0.0 < self.threshold < 1.0:
@@ -117,7 +121,7 @@ def smoothed_energy_db(wave: np.ndarray, sample_rate: int, window_s: float, hop:
         sample ``i * hop + hop // 2``.
     """
     frames = len(wave) // hop
-    power = np.square(wave[: frames * hop].astype(np.float64)).reshape(frames, hop).mean(axis=1)
+    power = np.square(wave[: frames * hop], dtype=np.float32).reshape(frames, hop).mean(axis=1)
     width = max(1, int(round(window_s * sample_rate / hop)))
     kernel = np.ones(width) / width
     return 10.0 * np.log10(np.convolve(power, kernel, mode="same") + 1e-10)

@@ -29,8 +29,9 @@ Example::
 """
 
 import dataclasses
-import logging
+import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Protocol, Sequence, Tuple, Union
@@ -45,7 +46,9 @@ from espnet_smoe.inference import AUTO, SMoESpeech2Text
 from espnet_smoe.segmentation import Segment, SegmenterConfig, SpeechSegmenter
 from espnet_smoe.subtitles import Cue
 
-logger = logging.getLogger(__name__)
+# how a long recording's bandwidth is judged: see Transcriber.choose_bandwidth
+BANDWIDTH_EXCERPT_S = 30.0
+BANDWIDTH_EXCERPTS = 5
 
 
 
@@ -364,13 +367,28 @@ class Transcriber:
         return transcript
 
     def choose_bandwidth(self, wave: torch.Tensor, sample_rate: int) -> BandwidthChoice:
-        """The bandwidth token for a (Samples,) recording at its own rate."""
+        """The bandwidth token for a (Samples,) recording at its own rate.
+
+        A long recording is judged on :data:`BANDWIDTH_EXCERPTS` stretches of
+        :data:`BANDWIDTH_EXCERPT_S` spread over it, by majority: the detector's
+        spectrum of a whole hour would take gigabytes, and one channel does not
+        change its bandwidth. Excerpts of silence or clipping do not vote.
+        """
         if self.config.bandwidth != AUTO:
             return BandwidthChoice(self.config.bandwidth, "given")
-        decision = detect_bandwidth(wave, sample_rate, fallback=self.config.bandwidth_fallback)
-        if decision.reason is not None:
-            return BandwidthChoice(decision.token, "fallback", None, decision.reason)
-        return BandwidthChoice(decision.token, "detected", decision.cutoff_hz)
+        size = int(BANDWIDTH_EXCERPT_S * sample_rate)
+        starts = [0] if len(wave) <= size * BANDWIDTH_EXCERPTS else \
+            torch.linspace(0, len(wave) - size, BANDWIDTH_EXCERPTS).long().tolist()
+        decisions = [detect_bandwidth(wave[s : s + size] if len(starts) > 1 else wave, sample_rate,
+                                      fallback=self.config.bandwidth_fallback) for s in starts]
+        measured = [d for d in decisions if d.reason is None]
+        if not measured:
+            return BandwidthChoice(self.config.bandwidth_fallback, "fallback", None, decisions[0].reason)
+        votes = Counter(d.token for d in measured).most_common()
+        # a tie goes to the fallback token's side when it is one of them
+        token = votes[0][0] if len(votes) == 1 or votes[0][1] > votes[1][1] else self.config.bandwidth_fallback
+        cutoff = statistics.median(d.cutoff_hz for d in measured if d.token == token)
+        return BandwidthChoice(token, "detected", cutoff)
 
     def _transcribe(self, wave: torch.Tensor, info: AudioInfo, name: str,
                     progress: Optional[Progress]) -> Transcript:
