@@ -7,12 +7,16 @@ mechanics of a second task). Stats, training and decoding run through
 ``python -m espnet_smoe.bin.*`` exactly as the recipe calls them.
 """
 
+import importlib.util
+import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Optional
 
 import espnet2
+import numpy as np
 import pytest
 import sentencepiece as spm
 import soundfile as sf
@@ -186,3 +190,195 @@ def _decode(experiment, out_name, *extra, model_args=None):
 @pytest.fixture
 def common_args():
     return _common_args
+
+
+# --- a model that decodes its prompts wherever a segmenter cuts them ---------------------------------------------
+OVERFIT_TEST = REPO / "test/egs2/smoe_asr_st/s2t1/test_overfit.py"
+PAUSE_NOISE = 3e-4  # std of the noise between prompts: about the AN4 clips' own floor (-70 dBFS)
+MARGIN_VARIANTS = 2  # randomly re-cut copies of every clip, besides the clip itself
+RECUT_EPOCHS = 25  # 275 steps of 8: the training loss has levelled off by then (0.1, from 60 at the start)
+
+
+def overfit_helpers():
+    """test_overfit.py as a module: its AN4 data, lexicon, config and runners (one source for both tests)."""
+    spec = importlib.util.spec_from_file_location("_smoe_overfit_helpers", OVERFIT_TEST)
+    if spec is None or not OVERFIT_TEST.is_file():
+        raise FileNotFoundError(f"{OVERFIT_TEST}: the overfit test whose helpers the transcription tests use")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pause(rng: np.random.Generator, seconds: float, fs: int = 16000) -> np.ndarray:
+    """Low noise, as between two sentences of a recording (digital zeros are rare in real audio)."""
+    return (rng.standard_normal(int(seconds * fs)) * PAUSE_NOISE).astype(np.float32)
+
+
+def speech_bounds(wave: np.ndarray, fs: int = 16000) -> tuple:
+    """(first, last) sample of a clip's speech: 10 ms frames within 25 dB of the loudest."""
+    hop = fs // 100
+    frames = np.square(wave[: len(wave) // hop * hop]).reshape(-1, hop).mean(axis=1)
+    db = 10 * np.log10(np.convolve(frames, np.ones(5) / 5, mode="same") + 1e-10)
+    active = np.nonzero(db > db.max() - 25)[0]
+    return int(active[0]) * hop, min(len(wave), (int(active[-1]) + 1) * hop)
+
+
+def recut(wave: np.ndarray, rng: np.random.Generator, fs: int = 16000) -> np.ndarray:
+    """The clip with a random share of its silent margins cut off and up to 0.5 s of pause added on each side.
+
+    A segmenter's cut never matches the clip's own: trained on the clip alone, a tiny model learns
+    its margins along with its words, and a segment cut 0.1 s later reads as another clip.
+    """
+    first, last = speech_bounds(wave, fs)
+    lead = int(rng.uniform(0, max(0, first - 0.05 * fs)))
+    tail = int(rng.uniform(0, max(0, len(wave) - last - 0.05 * fs)))
+    core = wave[lead : len(wave) - tail]
+    return np.concatenate([pause(rng, rng.uniform(0, 0.5), fs), core, pause(rng, rng.uniform(0, 0.5), fs)])
+
+
+def write_recut_data(root: Path, helpers) -> tuple:
+    """data/train: the 7 AN4 clips and MARGIN_VARIANTS re-cuts of each, x {nb, wb} x {asr, st_fra}.
+
+    Returns:
+        The data dir, and {clip: ((Samples,) 16 kHz wideband waveform, transcript)}.
+    """
+    rng = np.random.default_rng(7)
+    clips = helpers.an4_utterances(root)
+    wav_dir, train = root / "wav", root / "data/train"
+    wav_dir.mkdir()
+    train.mkdir(parents=True)
+    files = {name: {} for name in ("wav.scp", "text", "text.ctc", "text.prev", "utt2bw", "utt2spk")}
+    for clip, (wide, words) in clips.items():
+        for variant in range(1 + MARGIN_VARIANTS):
+            wave = wide.numpy() if variant == 0 else recut(wide.numpy(), rng)
+            wave = torch.from_numpy(wave)
+            narrow = AF.resample(AF.resample(wave, 16000, 8000), 8000, 16000)
+            for bw, w in (("wb", wave), ("nb", narrow)):
+                rec = f"{bw}_{clip}_v{variant}"
+                sf.write(wav_dir / f"{rec}.wav", w.numpy(), 16000, subtype="PCM_16")
+                for task, target in (("asr", words), ("st_fra", helpers.french(words))):
+                    utt = f"{rec}_{task}"
+                    files["wav.scp"][utt] = str(wav_dir / f"{rec}.wav")
+                    files["text"][utt] = f"<eng><{task}><notimestamps> {target}"
+                    files["text.ctc"][utt] = words
+                    files["text.prev"][utt] = "<na>"
+                    files["utt2bw"][utt] = f"<{bw}>"
+                    files["utt2spk"][utt] = utt
+    for name, rows in files.items():
+        write_kaldi(train / name, rows)
+    return root / "data", clips
+
+
+def train_recut_model(root: Path) -> dict:
+    """Train test_overfit's model on the re-cut data through the launchers, and pack it.
+
+    Returns:
+        ``packed`` (zip), ``config`` and ``model_file``, ``clips`` ({clip: (waveform, transcript)})
+        and ``french`` (transcript -> its translation).
+    """
+    helpers = overfit_helpers()
+    data, clips = write_recut_data(root, helpers)
+    train, tokens, py = data / "train", root / "tokens", sys.executable
+    helpers.run([py, "-m", "local.make_tokens", "--train_dir", train, "--vocab_size", "100", "--out_dir", tokens],
+                root, "tokens")
+    config = helpers.overfit_config(root)
+    conf = yaml.safe_load(config.read_text())
+    conf.update(batch_size=8, max_epoch=RECUT_EPOCHS)
+    config.write_text(yaml.safe_dump(conf))
+    common = ["--config", config, "--use_preprocessor", "true", "--token_type", "bpe",
+              "--bpemodel", tokens / "bpe.model", "--token_list", tokens / "tokens.txt",
+              "--ngpu", "0", "--num_workers", "0", *helpers.data_args(train, "train_data_path_and_name_and_type"),
+              *helpers.data_args(train, "valid_data_path_and_name_and_type")]
+    helpers.run([py, "-m", "espnet_smoe.bin.s2t_train", *common, "--collect_stats", "true", "--normalize", "none",
+                 "--train_shape_file", train / "wav.scp", "--valid_shape_file", train / "wav.scp",
+                 "--output_dir", root / "stats"], root, "stats")
+    exp = root / "exp"
+    helpers.run([py, "-m", "espnet_smoe.bin.s2t_train", *common,
+                 "--normalize_conf", f"stats_file={root / 'stats/train/feats_stats.npz'}",
+                 "--train_shape_file", root / "stats/train/speech_shape",
+                 "--valid_shape_file", root / "stats/valid/speech_shape", "--output_dir", exp], root, "train")
+    helpers.run([py, "-m", "espnet2.bin.pack", "s2t", "--s2t_train_config", exp / "config.yaml",
+                 "--s2t_model_file", exp / "train.loss.best.pth", "--option", tokens / "bpe.model",
+                 "--option", root / "stats/train/feats_stats.npz", "--outpath", exp / "packed.zip"], root, "pack")
+    return {"packed": exp / "packed.zip", "config": exp / "config.yaml", "model_file": exp / "train.loss.best.pth",
+            "clips": clips, "french": helpers.french}
+
+
+@pytest.fixture(scope="session")
+def recut_model(tmp_path_factory):
+    """A tiny model that has memorised 7 AN4 utterances (both bandwidths, ASR and ST) however they are cut.
+
+    ``SMOE_TEST_RECUT_MODEL=DIR``: train into DIR once and reuse it in later sessions (for working on the
+    transcription tests; CI trains afresh).
+    """
+    keep = os.environ.get("SMOE_TEST_RECUT_MODEL")
+    if keep and (Path(keep) / "exp/packed.zip").is_file():
+        helpers = overfit_helpers()
+        root = Path(keep)
+        return {"packed": root / "exp/packed.zip", "config": root / "exp/config.yaml",
+                "model_file": root / "exp/train.loss.best.pth",
+                "clips": helpers.an4_utterances(tmp_path_factory.mktemp("an4")), "french": helpers.french}
+    root = Path(keep) if keep else tmp_path_factory.mktemp("recut_model")
+    root.mkdir(parents=True, exist_ok=True)
+    return train_recut_model(root)
+
+
+def build_long_recording(clips: dict, rounds: int = 5, seed: int = 11) -> tuple:
+    """About two minutes of the clips with pauses, at 16 kHz, and where each clip lies.
+
+    Each round holds every clip once, in a new order, 0.6-1.8 s apart. In every second round the
+    four longest clips come first as one run: cut to their speech and 0.1 s apart, so that the
+    VAD hears one stretch of speech longer than the model's window, which must be split between
+    two clips rather than inside one.
+
+    Returns:
+        The (Samples,) waveform, and per placed clip ``{"clip", "words", "start", "end",
+        "speech_start", "speech_end"}`` in seconds, in order.
+    """
+    rng = np.random.default_rng(seed)
+    longest = set(sorted(clips, key=lambda k: -len(clips[k][0]))[:4])
+    parts, placed, t = [], [], 0
+
+    def put(wave: np.ndarray, clip: str, run: Optional[int] = None):
+        nonlocal t
+        first, last = speech_bounds(wave)
+        placed.append({"clip": clip, "words": clips[clip][1], "start": t / 16000, "end": (t + len(wave)) / 16000,
+                       "speech_start": (t + first) / 16000, "speech_end": (t + last) / 16000, "run": run})
+        parts.append(wave)
+        t += len(wave)
+
+    def gap(seconds: float):
+        nonlocal t
+        parts.append(pause(rng, seconds))
+        t += len(parts[-1])
+
+    for r in range(rounds):
+        order = [str(k) for k in rng.permutation(sorted(clips))]
+        run = [k for k in order if k in longest] if r % 2 else []
+        gap(rng.uniform(0.6, 1.8))
+        for clip in run:
+            wave = clips[clip][0].numpy()
+            first, last = speech_bounds(wave)
+            put(wave[max(0, first - 800) : last + 800], clip, run=r)
+            gap(0.1)
+        for clip in (k for k in order if k not in run):
+            gap(rng.uniform(0.6, 1.8))
+            put(clips[clip][0].numpy(), clip)
+    gap(1.0)
+    return np.concatenate(parts), placed
+
+
+@pytest.fixture(scope="session")
+def long_recordings(recut_model, tmp_path_factory):
+    """The long recording as a 44.1 kHz stereo FLAC (wideband) and an 8 kHz mu-law WAV (telephone).
+
+    Returns:
+        ``{"wb": path, "nb": path, "placed": [...]}`` (see :func:`build_long_recording`).
+    """
+    root = tmp_path_factory.mktemp("long_recordings")
+    wave, placed = build_long_recording(recut_model["clips"])
+    x = torch.from_numpy(wave)
+    wide = AF.resample(x, 16000, 44100).numpy()
+    sf.write(root / "meeting_wb.flac", np.stack([wide, 0.7 * wide], axis=1), 44100, subtype="PCM_16")
+    sf.write(root / "call_nb.wav", AF.resample(x, 16000, 8000).numpy(), 8000, subtype="ULAW")
+    return {"wb": root / "meeting_wb.flac", "nb": root / "call_nb.wav", "placed": placed}
