@@ -1,12 +1,13 @@
 """``smoe_transformer``: ESPnet's Transformer decoder with task-routed experts."""
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 from typeguard import typechecked
 
 from espnet_smoe.routing import GuidedExperts, RoutingError
+from espnet_smoe.smoe_feed_forward import ExpertRows
 
 
 class SMoETransformerDecoder(GuidedExperts, TransformerDecoder):
@@ -57,31 +58,36 @@ class SMoETransformerDecoder(GuidedExperts, TransformerDecoder):
             self.decoders, ("feed_forward",), routing, num_experts, smoe_layers
         )
 
-    def experts_for_prefix(self, ys: torch.Tensor) -> torch.Tensor:
+    def experts_for_prefix(self, ys: Union[torch.Tensor, Sequence[Sequence[int]]]) -> List[int]:
         """Expert of each row: the route of its first guiding token.
 
         Args:
-            ys: (Batch, Length) token ids of decoder inputs or prefixes.
+            ys: (Batch, Length) token ids of decoder inputs or prefixes: a
+                tensor (read back to the host once) or host rows of ints.
 
         Returns:
-            (Batch,) expert indices.
+            Batch expert indices.
 
         Raises:
             RoutingError: naming the rows that hold no guiding token.
         """
         self._check_resolved()
-        mapped = self.token_to_expert[ys.clamp(min=0)]  # (Batch, Length), -1 = none
-        has_route = mapped >= 0
-        first = has_route.int().argmax(dim=1)  # first guiding position per row
-        missing = (~has_route.any(dim=1)).nonzero().flatten().tolist()
+        if isinstance(ys, torch.Tensor):
+            mapped = self.token_to_expert[ys.clamp(min=0)]  # (Batch, Length), -1 = none
+            first = (mapped >= 0).int().argmax(dim=1)  # first guiding position per row, 0 if none
+            experts = mapped.gather(1, first.unsqueeze(1)).squeeze(1).tolist()
+        else:
+            experts = [next((self.expert_of_id[t] for t in row if t in self.expert_of_id), -1) for row in ys]
+        missing = [r for r, e in enumerate(experts) if e < 0]
         if missing:
+            head = ys[missing[0]][:6]
+            head = head.tolist() if isinstance(head, torch.Tensor) else list(head)
             raise RoutingError(
                 f"decoder rows {missing} hold no guiding token of {sorted(self.routing)}; "
-                f"row {missing[0]} starts with "
-                f"{[self._token_name(int(t)) for t in ys[missing[0], :6]]}",
+                f"row {missing[0]} starts with {[self._token_name(t) for t in head]}",
                 missing,
             )
-        return mapped.gather(1, first.unsqueeze(1)).squeeze(1)
+        return experts
 
     def forward(
         self,
@@ -91,6 +97,7 @@ class SMoETransformerDecoder(GuidedExperts, TransformerDecoder):
         ys_in_lens: torch.Tensor,
         return_hs: bool = False,
         return_all_hs: bool = False,
+        expert: Optional[Union[ExpertRows, Sequence[int]]] = None,
     ):
         """Teacher-forced forward; see ``TransformerDecoder.forward``.
 
@@ -99,8 +106,11 @@ class SMoETransformerDecoder(GuidedExperts, TransformerDecoder):
             hlens: (Batch,).
             ys_in_pad: (Batch, Lmax) decoder input ids, prompt included.
             ys_in_lens: (Batch,).
+            expert: The rows' experts, when the caller knows them (the S-MoE
+                model does, from the data loader); else they are read from
+                ``ys_in_pad`` (one host sync).
         """
-        self.route(self.experts_for_prefix(ys_in_pad))
+        self.route(self.experts_for_prefix(ys_in_pad) if expert is None else expert)
         return super().forward(
             hs_pad,
             hlens,

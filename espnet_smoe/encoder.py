@@ -1,12 +1,13 @@
 """``smoe_conformer``: ESPnet's Conformer encoder with bandwidth-routed experts."""
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 from typeguard import typechecked
 
 from espnet_smoe.routing import GuidedExperts
+from espnet_smoe.smoe_feed_forward import ExpertRows
 
 
 class SMoEConformerEncoder(GuidedExperts, ConformerEncoder):
@@ -51,14 +52,15 @@ class SMoEConformerEncoder(GuidedExperts, ConformerEncoder):
         masks: torch.Tensor = None,
         ctc=None,
         return_all_hs: bool = False,
-        expert: Optional[torch.Tensor] = None,
+        expert: Optional[Union[ExpertRows, torch.Tensor, Sequence[int]]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         """Encode, with the experts chosen per utterance.
 
         Args:
             xs_pad: (Batch, Length, input_size).
             ilens: (Batch,).
-            expert: (Batch,) expert per utterance. If None, the routing set by
+            expert: The expert of each utterance (:class:`ExpertRows`, host
+                ints or a (Batch,) tensor). If None, the routing set by
                 :meth:`route` (the S-MoE model does it from the bandwidth
                 tokens) is used.
 

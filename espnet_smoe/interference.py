@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from espnet_smoe.smoe_feed_forward import SMoEFeedForward
+from espnet_smoe.smoe_feed_forward import ExpertRows, SMoEFeedForward
 
 # Layer stacks whose blocks are split into one group per sub-module.
 LAYER_STACKS = ("encoders", "decoders")
@@ -83,16 +83,18 @@ def select_rows(batch: Dict[str, torch.Tensor], rows: Sequence[int]) -> Dict[str
 
     Every ``<name>`` tensor with a ``<name>_lengths`` is cut to its longest
     selected row, so the subset carries the padding a batch of only these
-    rows would have (the conformer's convolution sees padding).
+    rows would have (the conformer's convolution sees padding). Entries
+    that are no tensor (the collate's host rows, which index the whole
+    batch) are left out: the model reads the subset's back.
 
     Args:
         batch: ESPnet's collated batch, e.g. ``speech`` (Batch, Samples),
             ``speech_lengths`` (Batch,), ``text`` (Batch, Length) ...
         rows: Row indices.
     """
-    first = next(iter(batch.values()))
-    index = torch.as_tensor(list(rows), dtype=torch.long, device=first.device)
-    out = {name: value.index_select(0, index) for name, value in batch.items()}
+    tensors = {name: value for name, value in batch.items() if isinstance(value, torch.Tensor)}
+    index = torch.as_tensor(list(rows), dtype=torch.long, device=next(iter(tensors.values())).device)
+    out = {name: value.index_select(0, index) for name, value in tensors.items()}
     for name in list(out):
         lengths = out.get(f"{name}_lengths")
         if lengths is not None and out[name].dim() > 1:
@@ -250,6 +252,8 @@ class RoutingCounter:
             expert = args[1] if len(args) > 1 else kwargs.get("expert")
             if expert is None:
                 expert = module.routed_expert
+            if isinstance(expert, ExpertRows):
+                expert = expert.expert
             self._records.append((name, x.shape, expert.detach().cpu(), self._shapes.get(name)))
 
         return hook

@@ -4,21 +4,23 @@ A routing table is written in the training YAML as a mapping from guiding
 token to expert index, e.g. ``{"<nb>": 0, "<wb>": 1}``; several tokens may
 share an expert. The model resolves it against the token list once, into a
 ``(vocab,)`` lookup tensor holding the expert of every guiding token and -1
-elsewhere, so routing a batch is one gather.
+elsewhere (routing prefixes on the device is one gather), and into a dict of
+the same on the host: in training the data loader knows every row's tokens,
+and routing there costs the device nothing.
 
 :class:`GuidedExperts` is the part the S-MoE encoder and decoder share: it
 swaps chosen ESPnet FFNs for :class:`~espnet_smoe.smoe_feed_forward.SMoEFeedForward`
 blocks and hands every block the batch's routing.
 """
 
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from espnet2.legacy.nets.pytorch_backend.transformer.positionwise_feed_forward import (
     PositionwiseFeedForward,
 )
 
-from espnet_smoe.smoe_feed_forward import SMoEFeedForward
+from espnet_smoe.smoe_feed_forward import ExpertRows, SMoEFeedForward
 from espnet_smoe.upcycling import upcycling_pre_hook
 
 
@@ -141,6 +143,7 @@ class GuidedExperts:
         self.register_buffer(
             "token_to_expert", torch.empty(0, dtype=torch.long), persistent=False
         )
+        self.expert_of_id: Dict[int, int] = {}
         self.token_list: Optional[List[str]] = None
         # A dense checkpoint (hard sharing) loaded into this module fills
         # every expert with its layer's FFN: ESPnet's --init_param included.
@@ -163,38 +166,53 @@ class GuidedExperts:
         for token, expert in self.routing.items():
             lookup[token2id[token]] = expert
         self.token_to_expert = lookup.to(self.token_to_expert.device)
+        # the same table on the host, for batches whose tokens the host knows
+        self.expert_of_id = {token2id[token]: expert for token, expert in self.routing.items()}
         self.token_list = list(token_list)
 
-    def experts_for_tokens(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """Map one guiding token id per row to its expert.
+    def experts_for_tokens(self, token_ids: Union[torch.Tensor, Sequence[int]]) -> List[int]:
+        """Map one guiding token id per row to its expert, on the host.
 
         Args:
-            token_ids: (Batch,) token ids.
+            token_ids: (Batch,) token ids: host ints (as the data loader knows
+                them), or a tensor, which is read back once.
 
         Returns:
-            (Batch,) expert indices.
+            Batch expert indices.
 
         Raises:
             RoutingError: naming the rows whose token has no route.
         """
         self._check_resolved()
-        in_vocab = (token_ids >= 0) & (token_ids < self.token_to_expert.numel())
-        safe_ids = token_ids.clamp(min=0, max=self.token_to_expert.numel() - 1)
-        expert = torch.where(in_vocab, self.token_to_expert[safe_ids], -1)
-        bad = (expert < 0).nonzero().flatten().tolist()
+        ids = token_ids.tolist() if isinstance(token_ids, torch.Tensor) else list(token_ids)
+        experts = [self.expert_of_id.get(i, -1) for i in ids]
+        bad = [r for r, e in enumerate(experts) if e < 0]
         if bad:
-            shown = [self._token_name(int(token_ids[r])) for r in bad]
+            shown = [self._token_name(ids[r]) for r in bad]
             raise RoutingError(
                 f"rows {bad} have guiding tokens {shown} with no route; "
                 f"known tokens: {sorted(self.routing)}",
                 bad,
             )
-        return expert
+        return experts
 
-    def route(self, expert: torch.Tensor) -> None:
-        """Give every S-MoE block the expert of each batch row, (Batch,)."""
-        if expert.dim() != 1:
-            raise ValueError(f"expert must be (Batch,), got {tuple(expert.shape)}")
+    def expert_rows(self, experts: Sequence[int]) -> ExpertRows:
+        """The blocks' grouping of rows for host expert indices (one copy to the device)."""
+        return ExpertRows.from_list(experts, self.num_experts, self.token_to_expert.device)
+
+    def route(self, expert: Union[ExpertRows, torch.Tensor, Sequence[int]]) -> None:
+        """Give every S-MoE block the expert of each batch row.
+
+        Args:
+            expert: :class:`ExpertRows`, host ints (Batch), or a (Batch,)
+                tensor (one host sync to group its rows).
+        """
+        if isinstance(expert, torch.Tensor):
+            if expert.dim() != 1:
+                raise ValueError(f"expert must be (Batch,), got {tuple(expert.shape)}")
+            expert = ExpertRows.from_tensor(expert, self.num_experts)
+        elif not isinstance(expert, ExpertRows):
+            expert = self.expert_rows(expert)
         for block in self._blocks:
             block.routed_expert = expert
 

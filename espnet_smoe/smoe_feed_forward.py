@@ -21,7 +21,7 @@ Mixed batches, where every expert is used in nearly every step, make this moot.
 """
 
 import math
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -61,10 +61,11 @@ class SMoEFeedForward(torch.nn.Module):
         self.b_2 = torch.nn.Parameter(torch.empty(num_experts, idim))
         self.dropout = torch.nn.Dropout(dropout_rate)
         self.activation = activation
-        # Set by the owning encoder/decoder before each forward. It is kept
+        # Set by the owning encoder/decoder before each forward (ExpertRows,
+        # or a (Batch,) tensor). It is kept
         # after the forward on purpose: activation checkpointing recomputes
         # the layer during backward and must see the same routing.
-        self.routed_expert: Optional[torch.Tensor] = None
+        self.routed_expert: Optional[Union["ExpertRows", torch.Tensor]] = None
         self.reset_parameters()
 
     @classmethod
@@ -103,14 +104,15 @@ class SMoEFeedForward(torch.nn.Module):
                     _init_linear_(weight[e], bias[e], init)
 
     def forward(
-        self, x: torch.Tensor, expert: Optional[torch.Tensor] = None
+        self, x: torch.Tensor, expert: Optional[Union["ExpertRows", torch.Tensor]] = None
     ) -> torch.Tensor:
         """Apply each row's expert.
 
         Args:
             x: (Batch, Length, D) or (Batch, D).
-            expert: (Batch,) expert index per row. Defaults to the routing set
-                by the owner in ``routed_expert``.
+            expert: The rows of each expert (:class:`ExpertRows`), or (Batch,)
+                expert indices, which cost one host sync to group. Defaults to
+                the routing set by the owner in ``routed_expert``.
 
         Returns:
             (Batch, Length, D) or (Batch, D), like ``x``.
@@ -122,34 +124,23 @@ class SMoEFeedForward(torch.nn.Module):
                 "SMoEFeedForward got no routing: pass expert=(Batch,) or let "
                 "the owning S-MoE encoder/decoder set it before the forward"
             )
-        if expert.dim() != 1 or expert.size(0) != x.size(0):
+        if isinstance(expert, torch.Tensor) and (expert.dim() != 1 or expert.size(0) != x.size(0)):
             raise ValueError(
                 f"expert must be (Batch,) = ({x.size(0)},), got {tuple(expert.shape)}"
             )
         if self.num_experts == 1:
             return self._expert_forward(x, 0)
-
-        # One host sync per call: the row count of every expert.
-        counts = torch.bincount(expert, minlength=self.num_experts).tolist()
-        if len(counts) > self.num_experts:
-            raise ValueError(
-                f"expert index {len(counts) - 1} out of range for "
-                f"{self.num_experts} experts"
-            )
-        for e, count in enumerate(counts):
-            if count == x.size(0):
-                return self._expert_forward(x, e)  # a single-expert batch
+        if isinstance(expert, torch.Tensor):
+            expert = ExpertRows.from_tensor(expert, self.num_experts)
+        if len(expert) != x.size(0):
+            raise ValueError(f"routing for {len(expert)} rows, but the input has {x.size(0)}")
+        if len(expert.groups) == 1:
+            return self._expert_forward(x, expert.groups[0][0])  # a single-expert batch
 
         # Each expert gathers its rows and writes its output straight into
         # place: one copy in, one copy out, no re-ordering pass.
-        order = torch.argsort(expert, stable=True)
         out: Optional[torch.Tensor] = None
-        start = 0
-        for e, count in enumerate(counts):
-            if count == 0:
-                continue
-            rows = order[start : start + count]
-            start += count
+        for e, rows in expert.groups:
             y = self._expert_forward(x.index_select(0, rows), e)
             if out is None:
                 # Allocated from the first expert's output, not from x: under
@@ -215,3 +206,71 @@ def dense_to_smoe_state_dict(
         "w_2": dense_state["w_2.weight"].unsqueeze(0).repeat(num_experts, 1, 1),
         "b_2": dense_state["w_2.bias"].unsqueeze(0).repeat(num_experts, 1),
     }
+
+
+class ExpertRows:
+    """Which rows of a batch each expert takes, with the row counts on the host.
+
+    A block cuts its input into one group of rows per expert; the group sizes
+    must be known on the host to do so. Built from host integers
+    (:meth:`from_list`: the guiding tokens are known where the batch is
+    built), it costs one copy to the device and no sync; built from a device
+    tensor (:meth:`from_tensor`), one sync for the counts.
+
+    Args:
+        expert: (Batch,) expert index of each row.
+        order: (Batch,) the rows sorted by expert (stable).
+        counts: Rows per expert, E host ints.
+
+    Attributes:
+        groups: ``(e, rows)`` for each expert ``e`` with rows, ``rows`` (Count,)
+            on the device, in batch order.
+    """
+
+    def __init__(self, expert: torch.Tensor, order: torch.Tensor, counts: Sequence[int]):
+        self.expert = expert
+        self.counts = tuple(counts)
+        self.groups: List[Tuple[int, torch.Tensor]] = []
+        start = 0
+        for e, count in enumerate(self.counts):
+            if count:
+                self.groups.append((e, order[start : start + count]))
+            start += count
+
+    def __len__(self) -> int:
+        return self.expert.size(0)
+
+    @classmethod
+    def from_list(
+        cls, experts: Sequence[int], num_experts: int, device: Optional[torch.device] = None
+    ) -> "ExpertRows":
+        """From the expert of each row as host ints."""
+        experts = list(experts)
+        bad = [e for e in experts if not 0 <= e < num_experts]
+        if bad:
+            raise ValueError(f"expert index {bad[0]} out of range for {num_experts} experts")
+        batch = len(experts)
+        order = sorted(range(batch), key=experts.__getitem__)  # stable
+        both = host_to_device(order + experts, device)  # one copy for both: (2 * Batch,)
+        return cls(both[batch:], both[:batch], [experts.count(e) for e in range(num_experts)])
+
+    @classmethod
+    def from_tensor(cls, expert: torch.Tensor, num_experts: int) -> "ExpertRows":
+        """From (Batch,) expert indices on the device: one host sync for the counts."""
+        # shifted by one so that negative indices are counted (in bin 0), not refused by bincount
+        counts = torch.bincount(expert.clamp(min=-1) + 1, minlength=num_experts + 1).tolist()
+        if counts[0] or len(counts) > num_experts + 1:
+            raise ValueError(f"expert index out of range for {num_experts} experts")
+        return cls(expert, torch.argsort(expert, stable=True), counts[1:])
+
+
+def host_to_device(values: Sequence[int], device: Optional[torch.device]) -> torch.Tensor:
+    """A (N,) int64 tensor of host ints on ``device``, copied without waiting for the device.
+
+    A copy from pageable host memory to a GPU makes the host wait until the
+    device has caught up; from pinned memory it is queued like a kernel.
+    """
+    tensor = torch.tensor(values, dtype=torch.long)
+    if device is None or torch.device(device).type != "cuda":
+        return tensor.to(device) if device is not None else tensor
+    return tensor.pin_memory().to(device, non_blocking=True)

@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 import espnet_smoe  # noqa: F401  (registers the classes config.yaml names)
+from espnet_smoe.batch import HOST_ROWS
 from espnet_smoe.interference import InterferenceMeter, RoutingCounter, parameter_groups, row_labels
 from espnet_smoe.task import SMoES2TTask
 
@@ -211,6 +212,8 @@ def measure(args) -> dict:
     start = time.time()
     for i, batch_keys in enumerate(batches):
         utt_ids, batch = collate([dataset[k] for k in batch_keys])
+        # the meter takes row subsets of the tensors; the model reads their host rows back itself
+        batch.pop(HOST_ROWS, None)
         batch = {k: v.to(device) for k, v in batch.items()}
         labels = row_labels(batch, utt_ids, tasks, bandwidths)
         with torch.no_grad(), counter:  # the whole batch once: routing counts and loss

@@ -1,8 +1,14 @@
-"""Tiny S2T token list shared by the plugin's unit tests."""
+"""Tiny S2T token list and models shared by the plugin's unit tests."""
 
 import pytest
 import torch
+from espnet2.asr.ctc import CTC
+from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
+from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 
+from espnet_smoe.decoder import SMoETransformerDecoder
+from espnet_smoe.encoder import SMoEConformerEncoder
+from espnet_smoe.model import ESPnetSMoES2TModel
 from espnet_smoe.smoe_feed_forward import SMoEFeedForward, dense_to_smoe_state_dict
 
 
@@ -33,3 +39,26 @@ def _expand_dense_into(smoe: torch.nn.Module, dense: torch.nn.Module) -> None:
 @pytest.fixture
 def expand_dense_into():
     return _expand_dense_into
+
+
+ENC = dict(output_size=16, attention_heads=2, linear_units=24, num_blocks=1, input_layer="conv2d",
+           macaron_style=True, cnn_module_kernel=3, dropout_rate=0.0)
+DEC = dict(attention_heads=2, linear_units=24, num_blocks=1, dropout_rate=0.0)
+
+
+def build_tiny_s2t(token_list, encoder="smoe", decoder="smoe", model_cls=ESPnetSMoES2TModel, enc_kw=None,
+                   dec_kw=None, **model_kw):
+    """A tiny S2T model on 20-dim features (no frontend): S-MoE or dense encoder and decoder."""
+    v = len(token_list)
+    enc_conf = {**ENC, **(enc_kw or {})}
+    enc = SMoEConformerEncoder(20, **enc_conf) if encoder == "smoe" else ConformerEncoder(20, **enc_conf)
+    dec_conf = {**DEC, **(dec_kw or {})}
+    dec = SMoETransformerDecoder(v, 16, **dec_conf) if decoder == "smoe" else TransformerDecoder(v, 16, **dec_conf)
+    return model_cls(vocab_size=v, token_list=token_list, frontend=None, specaug=None, normalize=None,
+                     preencoder=None, encoder=enc, postencoder=None, decoder=dec,
+                     ctc=CTC(v, 16), ctc_weight=0.3, **model_kw)
+
+
+@pytest.fixture
+def build():
+    return build_tiny_s2t

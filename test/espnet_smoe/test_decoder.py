@@ -42,12 +42,17 @@ def test_equal_experts_match_espnet_transformer_decoder(token_list, expand_dense
 
 def test_asr_and_st_rows_use_different_experts(decoder, token_list):
     ys = torch.tensor([prompt(token_list, "<asr>", ["w1"]), prompt(token_list, "<st_fra>", ["w1"])])
-    assert decoder.experts_for_prefix(ys).tolist() == [0, 1]
+    assert decoder.experts_for_prefix(ys) == [0, 1]
+    assert decoder.experts_for_prefix(ys.tolist()) == [0, 1]  # host rows route alike
     # the routed expert is visible in every block after a forward
     hs = torch.randn(2, 7, 16)
-    decoder(hs, torch.tensor([7, 7]), ys, torch.tensor([5, 5]))
+    out, _ = decoder(hs, torch.tensor([7, 7]), ys, torch.tensor([5, 5]))
     for block in decoder.smoe_blocks():
-        assert block.routed_expert.tolist() == [0, 1]
+        assert block.routed_expert.expert.tolist() == [0, 1]
+        assert block.routed_expert.counts == (1, 1)
+    # routing given by the caller (as the model does from the host) gives the same output
+    given, _ = decoder(hs, torch.tensor([7, 7]), ys, torch.tensor([5, 5]), expert=[0, 1])
+    torch.testing.assert_close(given, out, rtol=0, atol=0)
     # same input but the task token: the outputs after the prompt differ
     out, _ = decoder(hs[:1].repeat(2, 1, 1), torch.tensor([7, 7]), ys, torch.tensor([5, 5]))
     assert (out[0, 3:] - out[1, 3:]).abs().max() > 1e-4
@@ -56,7 +61,8 @@ def test_asr_and_st_rows_use_different_experts(decoder, token_list):
 def test_prefix_with_previous_text_routes_by_task(decoder, token_list):
     t = token_list.index
     ys = torch.tensor([[t("<sop>"), t("w5"), t("w6")] + prompt(token_list, "<st_fra>", ["w1"])])
-    assert decoder.experts_for_prefix(ys).tolist() == [1]
+    assert decoder.experts_for_prefix(ys) == [1]
+    assert decoder.experts_for_prefix(ys.tolist()) == [1]
 
 
 def test_batch_score_on_mixed_batch_equals_score_row_by_row(decoder, token_list):
@@ -84,9 +90,10 @@ def test_batch_score_on_mixed_batch_equals_score_row_by_row(decoder, token_list)
 def test_row_without_guiding_token_is_named(decoder, token_list):
     t = token_list.index
     ys = torch.tensor([prompt(token_list, "<asr>", ["w1"]), [t("<sos>"), t("<eng>"), t("w1"), t("w2"), t("w3")]])
-    with pytest.raises(RoutingError, match=r"decoder rows \[1\].*'<sos>', '<eng>', 'w1'") as err:
-        decoder.experts_for_prefix(ys)
-    assert err.value.rows == [1]
+    for given in (ys, ys.tolist()):
+        with pytest.raises(RoutingError, match=r"decoder rows \[1\].*'<sos>', '<eng>', 'w1'") as err:
+            decoder.experts_for_prefix(given)
+        assert err.value.rows == [1]
 
 
 def test_unresolved_decoder_says_so(token_list):

@@ -1,31 +1,12 @@
+import numpy as np
 import pytest
 import torch
-from espnet2.asr.ctc import CTC
-from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
-from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 from espnet2.s2t.espnet_model import ESPnetS2TModel
 
+from espnet_smoe.batch import describe_rows, same_audio
 from espnet_smoe.checkpoint import verify_smoe_state_dict
-from espnet_smoe.decoder import SMoETransformerDecoder
-from espnet_smoe.encoder import SMoEConformerEncoder
-from espnet_smoe.model import ESPnetSMoES2TModel
+from espnet_smoe.model import s2t_decoder_io
 from espnet_smoe.routing import RoutingError
-
-ENC = dict(output_size=16, attention_heads=2, linear_units=24, num_blocks=1, input_layer="conv2d",
-           macaron_style=True, cnn_module_kernel=3, dropout_rate=0.0)
-DEC = dict(attention_heads=2, linear_units=24, num_blocks=1, dropout_rate=0.0)
-
-
-def build(token_list, encoder="smoe", decoder="smoe", model_cls=ESPnetSMoES2TModel, enc_kw=None, dec_kw=None,
-          **model_kw):
-    v = len(token_list)
-    enc_conf = {**ENC, **(enc_kw or {})}
-    enc = SMoEConformerEncoder(20, **enc_conf) if encoder == "smoe" else ConformerEncoder(20, **enc_conf)
-    dec_conf = {**DEC, **(dec_kw or {})}
-    dec = SMoETransformerDecoder(v, 16, **dec_conf) if decoder == "smoe" else TransformerDecoder(v, 16, **dec_conf)
-    return model_cls(vocab_size=v, token_list=token_list, frontend=None, specaug=None, normalize=None,
-                     preencoder=None, encoder=enc, postencoder=None, decoder=dec,
-                     ctc=CTC(v, 16), ctc_weight=0.3, **model_kw)
 
 
 def batch(token_list, tasks=("<asr>", "<st_fra>"), bws=("<nb>", "<wb>")):
@@ -42,7 +23,7 @@ def batch(token_list, tasks=("<asr>", "<st_fra>"), bws=("<nb>", "<wb>")):
     )
 
 
-def test_forward_backward_and_bandwidth_routes_encoder(token_list):
+def test_forward_backward_and_bandwidth_routes_encoder(token_list, build):
     model = build(token_list)
     loss, stats, weight = model(**batch(token_list))
     loss.backward()
@@ -54,13 +35,13 @@ def test_forward_backward_and_bandwidth_routes_encoder(token_list):
     assert torch.count_nonzero(w.grad[1]) == 0
 
 
-def test_model_build_rejects_unknown_guiding_tokens(token_list):
+def test_model_build_rejects_unknown_guiding_tokens(token_list, build):
     bad = [t for t in token_list if t != "<st_fra>"]
     with pytest.raises(ValueError, match=r"\['<st_fra>'\] are not in the token list"):
         build(bad)
 
 
-def test_runtime_errors_name_the_utterance(token_list):
+def test_runtime_errors_name_the_utterance(token_list, build):
     model = build(token_list)
     b = batch(token_list)
     b["bandwidth"] = None
@@ -74,7 +55,7 @@ def test_runtime_errors_name_the_utterance(token_list):
         model(**b)
 
 
-def test_task_token_target_gets_no_gradient(token_list):
+def test_task_token_target_gets_no_gradient(token_list, build):
     """The leak hazard: the logit that predicts <asr>/<st_fra> must not be trained."""
     model = build(token_list)
     captured = {}
@@ -95,7 +76,7 @@ def test_task_token_target_gets_no_gradient(token_list):
     assert captured["logits"].grad[:, 1].abs().sum() > 0
 
 
-def test_dense_parts_run_unchanged_like_espnet(token_list):
+def test_dense_parts_run_unchanged_like_espnet(token_list, build):
     """model: smoe with dense encoder and decoder equals ESPnet's S2T model."""
     torch.manual_seed(1)
     ours = build(token_list, encoder="dense", decoder="dense").eval()
@@ -107,7 +88,7 @@ def test_dense_parts_run_unchanged_like_espnet(token_list):
     assert torch.allclose(loss_ours, theirs(**b)[0])
 
 
-def test_checkpoint_verification_names_missing_experts(token_list):
+def test_checkpoint_verification_names_missing_experts(token_list, build):
     model = build(token_list)
     state = model.state_dict()
     verify_smoe_state_dict(model, state, "ok.pth")
@@ -120,10 +101,8 @@ def test_checkpoint_verification_names_missing_experts(token_list):
         verify_smoe_state_dict(model, dense, "dense.pth")
 
 
-def test_shared_encoder_passes_give_the_same_loss_and_gradients(token_list):
+def test_shared_encoder_passes_give_the_same_loss_and_gradients(token_list, build):
     """The ASR and ST rows of one recording are encoded once, with identical results."""
-    from espnet_smoe.model import shared_rows
-
     torch.manual_seed(3)
     # dropout 0, no SpecAugment, no batch norm (its batch statistics count each distinct
     # recording once when shared): training is deterministic and row-independent
@@ -138,29 +117,57 @@ def test_shared_encoder_passes_give_the_same_loss_and_gradients(token_list):
     b["speech_lengths"] = torch.tensor([40, 40, 33, 33])
     seen = []
     shared.encoder.register_forward_pre_hook(lambda m, args: seen.append(args[0].size(0)))
-    loss_shared = shared(**b)[0]
+    # host_rows as the data loader's collate adds them; without them the model reads the same back
+    loss_shared = shared(**b, host_rows=describe_rows(b))[0]
+    loss_read_back = shared(**b)[0]
     loss_separate = separate(**b)[0]
-    assert seen == [2]  # two encoder rows for four samples
+    assert seen == [2, 2]  # two encoder rows for four samples
     torch.testing.assert_close(loss_shared, loss_separate)
+    torch.testing.assert_close(loss_read_back, loss_shared, rtol=0, atol=0)
     loss_shared.backward()
     loss_separate.backward()
     grads = dict(separate.named_parameters())
     for name, p in shared.named_parameters():
         torch.testing.assert_close(p.grad, grads[name].grad, msg=name)
     # same audio but another bandwidth token is another encoder input
-    speech = torch.zeros(3, 10)
-    lengths = torch.tensor([10, 10, 8])
-    assert shared_rows(speech, lengths, torch.tensor([5, 6, 5])) is None
-    unique, inverse = shared_rows(speech, lengths, torch.tensor([5, 5, 5]))
-    assert unique.tolist() == [0, 2] and inverse.tolist() == [0, 0, 1]
+    b["speech"], b["speech_lengths"] = torch.zeros(4, 40, 20), torch.tensor([40, 40, 40, 33])
+    plan = shared.plan_batch(b, describe_rows(b))
+    assert plan.unique.tolist() == [0, 2, 3] and plan.inverse.tolist() == [0, 0, 1, 2]
+    assert plan.encoder.expert.tolist() == [0, 1, 1]  # <nb>, <wb>, <wb>: one row per encoder pass
+    assert plan.decoder.expert.tolist() == [0, 1, 0, 1]  # <asr>, <st_fra>, ...
+    b["speech"][0, 5] = 1.0  # rows 0 and 1 now hold different audio
+    assert shared.plan_batch(b).unique is None  # four encoder rows: nothing to share
     shared.eval()
     seen.clear()
     shared(**b)
     assert seen == [4]  # inference-time batches are never merged
 
 
+def test_host_rows_route_like_the_tensors_and_name_the_utterance(token_list, build):
+    """Routing from the collate's host rows equals routing from the tensors; a bad token is named."""
+    model = build(token_list, enc_kw={"positional_dropout_rate": 0.0}, dec_kw={"positional_dropout_rate": 0.0})
+    t = token_list.index
+    b = batch(token_list, tasks=("<st_fra>", "<asr>", "<st_fra>"), bws=("<wb>", "<wb>", "<nb>"))
+    b["text_prev"] = torch.tensor([[t("<na>"), -1], [t("w3"), t("<asr>")], [t("<na>"), -1]])
+    b["text_prev_lengths"] = torch.tensor([1, 2, 1])
+    plan = model.plan_batch(b, describe_rows(b))
+    assert plan.encoder.expert.tolist() == [1, 1, 0]
+    # row 1's previous text holds <asr>: the decoder routes by the first guiding token of its input
+    assert plan.decoder.expert.tolist() == [1, 0, 1]
+    assert plan.decoder.counts == (1, 2)
+    assert model.decoder.experts_for_prefix(s2t_decoder_io(
+        b["text"], b["text_prev"], model.sos, model.eos, model.sop, model.na, model.ignore_id)[0]) == [1, 0, 1]
+    rows = describe_rows(b)
+    rows["bandwidth"][1] = t("<eng>")  # the host's copy is what routes
+    with pytest.raises(RoutingError, match=r"utterances \['utt1'\].*'<eng>'.*known tokens: \['<nb>', '<wb>'\]"):
+        model(**b, host_rows=rows)
+    # host rows of another batch (DataParallel splits tensors, not lists) are read back instead
+    rows = describe_rows({k: v[:2] for k, v in b.items() if k != "utt_id"})
+    torch.testing.assert_close(model(**b, host_rows=rows)[0], model(**b, host_rows=describe_rows(b))[0])
+
+
 @pytest.mark.parametrize("parts", ["smoe", "dense"])
-def test_dev_stats_hold_each_tasks_attention_loss(token_list, parts):
+def test_dev_stats_hold_each_tasks_attention_loss(token_list, parts, build):
     """loss_att_<task> on a mixed batch equals loss_att of a batch of that task's rows only."""
     torch.manual_seed(0)
     model = build(token_list, encoder=parts, decoder=parts).eval()
@@ -192,11 +199,9 @@ def _reference_shared_rows(speech, lengths, bandwidth):
 
 
 @pytest.mark.parametrize("features", [False, True])
-def test_shared_rows_match_a_reference_on_length_sorted_batches(features):
-    """Many recordings of one length (as TTS audio in a length-sorted batch): the fingerprinted
-    grouping finds exactly the twins that keying rows by their audio bytes finds."""
-    from espnet_smoe.model import shared_rows
-
+def test_shared_rows_match_a_reference_on_length_sorted_batches(token_list, build, features):
+    """Many recordings of one length (as TTS audio in a length-sorted batch): the rows encoded
+    once are exactly the twins that keying rows by their audio bytes finds."""
     g = torch.Generator().manual_seed(5)
     n_rec = 24
     lens = torch.tensor([300 + 10 * (i // 6) for i in range(n_rec)])  # 6 recordings per length
@@ -205,26 +210,23 @@ def test_shared_rows_match_a_reference_on_length_sorted_batches(features):
                                                  < lens[:, None, *([None] if features else [])])
     audio[5] = audio[4]  # same audio, same length, but spoken in another bandwidth below
     audio[7, :300] = audio[6, :300]  # same first 300 samples, other length: different recordings
-    bws = torch.tensor([i % 2 for i in range(n_rec)])
+    bws = torch.tensor([token_list.index("<nb>" if i % 2 else "<wb>") for i in range(n_rec)])
     order = torch.randperm(2 * n_rec, generator=g)  # ASR and ST rows of each recording, shuffled
     speech = audio.repeat_interleave(2, 0)[order]
     lengths, bandwidth = lens.repeat_interleave(2)[order], bws.repeat_interleave(2)[order]
     # padding beyond a row's length is not audio: garbage there must not split twins
     speech[lengths < 340, -1] = torch.rand(int((lengths < 340).sum()), *speech.shape[2:], generator=g)
-    unique, inverse = shared_rows(speech, lengths, bandwidth)
+    model = build(token_list, decoder="dense").train()
+    b = dict(speech=speech, speech_lengths=lengths, bandwidth=bandwidth[:, None])
+    plan = model.plan_batch(b, describe_rows(b))
     ref_unique, ref_inverse = _reference_shared_rows(speech, lengths, bandwidth)
-    assert (unique.tolist(), inverse.tolist()) == (ref_unique, ref_inverse)
+    assert (plan.unique.tolist(), plan.inverse.tolist()) == (ref_unique, ref_inverse)
     assert len(ref_unique) == n_rec  # 4 and 5 differ by bandwidth, 6 and 7 by length
 
 
-def test_shared_rows_fingerprint_clash_is_caught_by_the_exact_check(monkeypatch):
-    """If every fingerprint matched, the exact comparison still keeps different audio apart."""
-    import espnet_smoe.model as model_module
-
-    monkeypatch.setattr(model_module.math, "isclose", lambda *a, **k: True)
-    speech = torch.randn(4, 50).repeat_interleave(2, 0)  # 4 recordings of one length, 2 rows each
-    lengths = torch.full((8,), 50)
-    unique, inverse = model_module.shared_rows(speech, lengths, torch.zeros(8, dtype=torch.long))
-    rows = speech[unique][inverse]
-    torch.testing.assert_close(rows, speech, rtol=0, atol=0)  # every row mapped to its own audio
-    assert unique.tolist()[:2] == [0, 2] and inverse.tolist()[:2] == [0, 0]
+def test_same_audio_compares_rows_in_full():
+    """Rows alike at every sampled position but one value apart are different audio."""
+    a = np.random.default_rng(0).standard_normal(640).astype(np.float32)
+    b = a.copy()
+    b[1] += 1.0  # between the strided samples that bucket the rows
+    assert same_audio([a, b, a.copy(), b.copy(), a[:600]]) == [0, 1, 0, 1, 4]
