@@ -1,25 +1,28 @@
 #!/usr/bin/env python3
-"""Step time of a tiny config on one GPU: batch size, encoder-pass sharing, runs side by side.
+"""Step time of a tiny config on one GPU: batch size, ways of finding twin rows, runs side by side.
 
 Why: the session-10 GPU table (``local/gpu_table.py``, four tiny-config trainings side by side
 on one H100, 128-row batches) ran at 0.55 s per step, 0.51 s of it in the forward pass and
-0.03 s in the backward one; at 16 rows (two runs) the forward had taken 0.06 s. The suspect:
-``espnet_smoe.model.shared_rows`` compared rows of one length and bandwidth pair by pair, one
-device round trip each (~260 per 128-row length-sorted tts_ui batch, which holds ~3 recordings
-per length and bandwidth), and with several processes on the card each round trip waits for
-the others' work. It now matches rows by a fingerprint and checks all matches in one
-comparison. This measures, in one run:
+0.03 s in the backward one; at 16 rows (two runs) the forward had taken 0.06 s. One suspect
+was finding the rows that hold the same recording (encoded once) on the device: pair by pair,
+one device round trip per pair (~260 per 128-row length-sorted tts_ui batch), or by a
+fingerprint of the audio checked in one comparison (a few round trips). The plugin takes them
+from the data loader instead (``host_rows``: the collate compares the audio in host memory).
+This measures, in one run:
 
 1. ``ways``: one training step (forward, backward, AdamW; bf16 autocast on CUDA; synchronised)
-   per batch size, for the rows matched pair by pair (the code before), matched by fingerprint
-   (now), and not shared at all, interleaved, median of ``--repeats``;
-   plus the time of finding the twin rows alone, both ways (``*_grouping_s``);
+   per batch size, with the twin rows from the host (the plugin's way), found on the device by
+   fingerprint or pair by pair (``bench/reference_path.py``'s ``shared_rows`` and
+   :func:`pairwise_shared_rows`, handed to the model as host rows), and not shared at all,
+   interleaved, median of ``--repeats``; plus the time of finding the twin rows alone
+   (``*_grouping_s``);
 2. ``side_by_side``: seconds per step of each of N processes training the same batch at once on
    the device (``--processes``), i.e. what running several trainings on one card costs, with the
-   rows matched by fingerprint and pair by pair (each pair's round trip waits for the other
+   twin rows from the host and found pair by pair (each pair's round trip waits for the other
    processes' work on the card).
 
 The batch holds ``--per_length`` recordings of each length, each as an ASR and an ST row.
+``bench/bench_host_syncs.py`` counts every host sync of a step and times the whole path.
 
     python bench/bench_gpu_sharing.py --device cuda > bench/results/gpu_sharing_h100.json
 """
@@ -38,14 +41,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train_speed import REPO, build, make_batch, token_list  # noqa: E402
+from reference_path import shared_rows as fingerprint_shared_rows  # noqa: E402
 
-import espnet_smoe.model as smoe_model  # noqa: E402
+from espnet_smoe.batch import HOST_ROWS, describe_rows  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "egs2/smoe_asr_st/s2t1/conf/tuning/train_smoe_encdec_tiny.yaml"
+WAYS = ("host", "fingerprint", "pairwise", "not_shared")
 
 
 def pairwise_shared_rows(speech, lengths, bandwidth=None):
-    """The grouping before fingerprints: every row against every earlier distinct one."""
+    """Every row against every earlier distinct one, one device round trip per pair."""
     lens = lengths.tolist()
     bws = bandwidth.tolist() if bandwidth is not None else [None] * len(lens)
     unique, inverse = [], []
@@ -63,7 +68,8 @@ def pairwise_shared_rows(speech, lengths, bandwidth=None):
 
 
 def length_sorted_batch(tokens, rows: int, seconds: float, per_length: int, device: str) -> dict:
-    """``make_batch``, then recordings in groups of ``per_length`` of one length (steps of 5 ms)."""
+    """``make_batch``, then recordings in groups of ``per_length`` of one length (steps of 5 ms),
+    with the host rows the data loader's collate adds (made on the host, before the copy)."""
     batch = make_batch(tokens, rows, seconds)
     recordings = rows // 2
     lengths = torch.tensor([int(16000 * seconds) - 80 * (r // per_length) for r in range(recordings)])
@@ -71,18 +77,34 @@ def length_sorted_batch(tokens, rows: int, seconds: float, per_length: int, devi
     inside = torch.arange(batch["speech"].size(1)) < lengths[:, None]
     batch["speech"] = batch["speech"] * inside  # zero padding past each length
     batch["speech_lengths"] = lengths
-    return {k: v.to(device) for k, v in batch.items()}
+    batch = {k: v.to(device) for k, v in batch.items() if k != HOST_ROWS}
+    batch[HOST_ROWS] = describe_rows({k: v.cpu() for k, v in batch.items()})
+    return batch
 
 
-def make_step(model, batch: dict, device: str):
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
+def host_rows_found_on_device(find, batch: dict) -> dict:
+    """The batch's host rows, with the twin rows found on the device by ``find``."""
+    found = find(batch["speech"], batch["speech_lengths"], batch["bandwidth"][:, 0])
+    rows = dict(batch[HOST_ROWS])
+    if found is None:
+        rows["audio"] = list(range(batch["speech"].size(0)))
+    else:
+        unique, inverse = found
+        rows["audio"] = unique[inverse].tolist()  # each row's first twin
+    return {**batch, HOST_ROWS: rows}
+
+
+def make_step(model, batch: dict, device: str, way: str = "host"):
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda" or None)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    find = {"fingerprint": fingerprint_shared_rows, "pairwise": pairwise_shared_rows}.get(way)
 
     def step() -> float:
         sync()
         start = time.perf_counter()
+        inputs = host_rows_found_on_device(find, batch) if find is not None else batch
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            loss = model(**batch)[0]
+            loss = model(**inputs)[0]
         loss.backward()
         optim.step()
         optim.zero_grad(set_to_none=True)
@@ -93,53 +115,42 @@ def make_step(model, batch: dict, device: str):
 
 
 def ways(a) -> dict:
-    """One process: each batch size x each way of sharing encoder passes, interleaved."""
+    """One process: each batch size x each way of finding twin rows, interleaved."""
     tokens = token_list(600, False)
     steps, batches = {}, {}
     for rows in a.batches:
         batch = batches[rows] = length_sorted_batch(tokens, rows, a.seconds, a.per_length, a.device)
-        for way in ("pairwise", "fingerprint", "not_shared"):
+        for way in WAYS:
             torch.manual_seed(0)
             model = build(a.config, {"model_conf": {"share_encoder_passes": way != "not_shared"}}, tokens)
-            steps[(rows, way)] = make_step(model.to(a.device), batch, a.device)
-    original = smoe_model.shared_rows
-
-    def run(key):
-        smoe_model.shared_rows = pairwise_shared_rows if key[1] == "pairwise" else original
-        try:
-            return steps[key]()
-        finally:
-            smoe_model.shared_rows = original
-
-    for key in steps:  # warm-up (CUDA kernels, allocator)
-        run(key)
+            steps[(rows, way)] = make_step(model.to(a.device), batch, a.device, way)
+    for step in steps.values():  # warm-up (CUDA kernels, allocator)
+        step()
     times = {key: [] for key in steps}
     for _ in range(a.repeats):
-        for key in steps:
-            times[key].append(run(key))
+        for key, step in steps.items():
+            times[key].append(step())
     out = {}
     for rows in a.batches:
-        med = {way: statistics.median(times[(rows, way)]) for (r, way) in steps if r == rows}
+        med = {way: statistics.median(times[(rows, way)]) for way in WAYS}
         out[str(rows)] = {
             **{f"{way}_s_per_step": round(s, 4) for way, s in med.items()},
             **grouping_alone(batches[rows], a),
-            "fingerprint_speedup_over_pairwise": round(med["pairwise"] / med["fingerprint"], 2),
-            "fingerprint_speedup_over_not_shared": round(med["not_shared"] / med["fingerprint"], 2),
+            **{f"host_speedup_over_{way}": round(med[way] / med["host"], 2) for way in WAYS if way != "host"},
         }
     return out
 
 
 def grouping_alone(batch: dict, a) -> dict:
-    """Seconds of finding the twin rows alone, both ways, on the batch's waveforms."""
-    args = (batch["speech"], batch["speech_lengths"], batch["bandwidth"][:, 0])
+    """Seconds of finding the twin rows alone on the device, both ways, on the batch's waveforms."""
     sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     out = {}
-    for way, find in (("pairwise", pairwise_shared_rows), ("fingerprint", smoe_model.shared_rows)):
+    for way, find in (("pairwise", pairwise_shared_rows), ("fingerprint", fingerprint_shared_rows)):
         times = []
         for _ in range(a.repeats + 1):
             sync()
             start = time.perf_counter()
-            find(*args)
+            host_rows_found_on_device(find, batch)
             sync()
             times.append(time.perf_counter() - start)
         out[f"{way}_grouping_s"] = round(statistics.median(times[1:]), 5)
@@ -151,9 +162,8 @@ def worker(a) -> None:
     tokens = token_list(600, False)
     torch.manual_seed(0)
     model = build(a.config, {}, tokens).to(a.device)
-    if a.way == "pairwise":
-        smoe_model.shared_rows = pairwise_shared_rows
-    step = make_step(model, length_sorted_batch(tokens, a.batches[0], a.seconds, a.per_length, a.device), a.device)
+    batch = length_sorted_batch(tokens, a.batches[0], a.seconds, a.per_length, a.device)
+    step = make_step(model, batch, a.device, a.way)
     for _ in range(3):
         step()
     times, end = [], time.perf_counter() + a.worker_seconds
@@ -163,8 +173,8 @@ def worker(a) -> None:
 
 
 def side_by_side(a) -> dict:
-    """N workers at once on the device, per way of matching rows and N: their median step time."""
-    return {way: side_by_side_way(a, way) for way in ("fingerprint", "pairwise")}
+    """N workers at once on the device, per way of finding twin rows and N: their median step time."""
+    return {way: side_by_side_way(a, way) for way in ("host", "pairwise")}
 
 
 def side_by_side_way(a, way: str) -> dict:
@@ -211,13 +221,13 @@ def main():
     p.add_argument("--side_by_side_batch", type=int, default=128)
     p.add_argument("--worker_seconds", type=float, default=10.0)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--way", default="fingerprint", help=argparse.SUPPRESS)
+    p.add_argument("--way", default="host", choices=WAYS, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
         worker(a)
         return
     result = {
-        "what": "tiny S-MoE training step on one device: ways of sharing encoder passes, and N runs at once",
+        "what": "tiny S-MoE training step on one device: ways of finding the rows of one recording, N runs at once",
         "config": str(a.config.relative_to(REPO)) if a.config.is_relative_to(REPO) else str(a.config),
         "device": torch.cuda.get_device_name() if a.device == "cuda" else cpu_name(),
         "torch": torch.__version__, "seconds_per_recording": a.seconds, "recordings_per_length": a.per_length,

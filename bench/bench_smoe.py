@@ -5,8 +5,10 @@ Prints one JSON object. Every ratio compares runs measured side by side in
 this process (interleaved, median of the repeats), never across runs.
 
 (a) layer: forward+backward of SMoEFeedForward (2 experts, half the rows on
-    each) vs ESPnet's PositionwiseFeedForward of the same size, and the naive
-    "run every expert on every row, then mask" for reference.
+    each, routed from host ints as the model routes it, and from a device
+    tensor: one host sync) vs ESPnet's PositionwiseFeedForward of the same
+    size, and the naive "run every expert on every row, then mask" for
+    reference.
 (b) train_step: forward+backward+AdamW step of the S2T model with S-MoE in
     encoder and decoder vs the same model with dense FFNs (the recipe's tiny
     configs, or --config_dir for others), on a synthetic mixed batch.
@@ -28,7 +30,8 @@ from espnet2.legacy.nets.pytorch_backend.transformer.positionwise_feed_forward i
 )
 
 import espnet_smoe  # noqa: F401  (registers the S-MoE classes)
-from espnet_smoe.smoe_feed_forward import SMoEFeedForward
+from espnet_smoe.batch import describe_rows
+from espnet_smoe.smoe_feed_forward import ExpertRows, SMoEFeedForward
 
 REPO = Path(__file__).resolve().parents[1]
 TUNING = REPO / "egs2/smoe_asr_st/s2t1/conf/tuning"
@@ -70,6 +73,7 @@ def bench_layer(args, dtype) -> dict:
     smoe = SMoEFeedForward(D, H, E, 0.0, torch.nn.ReLU()).to(args.device, dtype)
     x = torch.randn(B, T, D, device=args.device, dtype=dtype, requires_grad=True)
     expert = torch.arange(B, device=args.device) % E  # half the rows on each expert
+    experts = expert.tolist()  # as the model knows them: on the host
 
     def step(fn):
         def run():
@@ -79,7 +83,8 @@ def bench_layer(args, dtype) -> dict:
     times = interleaved(
         {
             "dense": step(lambda: dense(x)),
-            "smoe": step(lambda: smoe(x, expert)),
+            "smoe": step(lambda: smoe(x, ExpertRows.from_list(experts, E, args.device))),
+            "smoe_device_routing": step(lambda: smoe(x, expert)),
             "naive_mask": step(lambda: naive_every_expert(smoe, x, expert)),
         },
         args.repeats,
@@ -142,12 +147,13 @@ def bench_train_step(args, dtype) -> dict:
         "bandwidth": torch.tensor([[bws[(i // 2) % 2]] for i in range(B)]),
         "bandwidth_lengths": torch.ones(B, dtype=torch.long),
     }
+    host_rows = describe_rows(batch)  # what the data loader's collate adds
     batch = {k: v.to(args.device) for k, v in batch.items()}
     opts = {m: torch.optim.AdamW(m.parameters(), lr=1e-4) for m in (smoe, dense)}
 
     def step(model):
         def run():
-            loss = model(**{k: v.clone() for k, v in batch.items()})[0]
+            loss = model(**{k: v.clone() for k, v in batch.items()}, host_rows=host_rows)[0]
             loss.backward()
             opts[model].step()
             opts[model].zero_grad(set_to_none=True)

@@ -41,6 +41,7 @@ import torch
 import yaml
 
 import espnet_smoe  # noqa: F401  (registers the S-MoE classes)
+from espnet_smoe.batch import HOST_ROWS, describe_rows
 from espnet_smoe.task import SMoES2TTask
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,13 +89,15 @@ def make_batch(tokens, batch: int, seconds: float):
     samples = int(16000 * seconds)
     audio = (torch.randn(batch // 2, samples) * 0.1).repeat_interleave(2, dim=0)  # rows 2i, 2i+1: one recording
     bandwidth = [t("<nb>") if (i // 2) % 2 else t("<wb>") for i in range(batch)]
-    return {
+    out = {
         "speech": audio, "speech_lengths": torch.full((batch,), samples),
         "text": text, "text_lengths": torch.full((batch,), text.size(1)),
         "text_prev": torch.full((batch, 1), t("<na>")), "text_prev_lengths": torch.ones(batch, dtype=torch.long),
         "text_ctc": text[:, 3:].clone(), "text_ctc_lengths": torch.full((batch,), n_tok),
         "bandwidth": torch.tensor([[b] for b in bandwidth]), "bandwidth_lengths": torch.ones(batch, dtype=torch.long),
     }
+    out[HOST_ROWS] = describe_rows(out)  # what the data loader's collate adds
+    return out
 
 
 def main():
