@@ -1,4 +1,4 @@
-"""The plugin's training path as of commit 5c40754, kept to measure against.
+"""The plugin's training path as of commit 0f6cd75, kept to measure against.
 
 The benches run it beside the plugin's own path in one process (calls
 interleaved) by patching these functions over the classes' methods for the
