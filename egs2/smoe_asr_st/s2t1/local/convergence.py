@@ -108,8 +108,13 @@ def plot(summary: dict, png: Path, title: str) -> None:
 
     test_keys = sorted({(s["test_set"], m) for run in summary.values() for p in run["test"]
                         for s in p["scores"] for m in ("wer", "cer", "chrf") if m in s})
-    ncols = len(DEV_KEYS) + len(test_keys)
-    fig, axes = plt.subplots(1, ncols, figsize=(3.6 * ncols, 3.4), squeeze=False)
+    panels = len(DEV_KEYS) + len(test_keys)
+    ncols = 3  # dev statistics on the first row, then one row per test set (WER, CER, chrF)
+    nrows = -(-panels // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    axes = [list(grid.flat)]
+    for ax in axes[0][panels:]:
+        ax.set_visible(False)
     for ax, key in zip(axes[0], DEV_KEYS):
         for name, run in summary.items():
             ax.plot(run["dev"]["steps"], run["dev"][key], marker=".", label=name)
@@ -126,13 +131,13 @@ def plot(summary: dict, png: Path, title: str) -> None:
                         ys.append(s[metric])
             ax.plot(xs, ys, marker="o", label=name)
         ax.set_title(f"{test_set} {metric.upper()}", fontsize=9)
-    for ax in axes[0]:
+    for ax in axes[0][:panels]:
         ax.set_xlabel("optimizer steps", fontsize=8)
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(png, dpi=100)
     plt.close(fig)
 
