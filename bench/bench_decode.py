@@ -4,18 +4,17 @@
 Each way decodes the same test sets in both tasks with the same model and beam,
 through the launcher as run.sh calls it (process start-up included), in one job:
 
-* ``per_task``: as the stage did first, one process per test set and task, one
+* ``per_task``: one process per test set and task, one
   utterance at a time, joint CTC/attention for both tasks (``--ctc_tasks asr st_fra``);
 * ``per_set``: one process per test set for both tasks, batched beam search
   (``--batch_size``) over utterances sorted by length, CTC only for ASR;
-* ``all_sets``: as the stage does now, ``per_set`` with one process for all test sets
+* ``all_sets``: what the stage does, ``per_set`` with one process for all test sets
   (ESPnet's import and the model load once), in a venv with compiled bytecode
   (``tools/setup_venv.sh``); ``all_sets_no_bytecode`` without it.
 
-The first three compile every imported module from source, as the venv did before
-``tools/setup_venv.sh`` compiled it: uv installs no bytecode by default and these
-machines set ``PYTHONDONTWRITEBYTECODE=1``, so each process spent ~15 s more on
-importing ESPnet.
+The other three compile every imported module from source, as a venv without bytecode
+does: uv installs no bytecode by default, and where ``PYTHONDONTWRITEBYTECODE=1`` is set
+each process spends ~15 s more on importing ESPnet.
 
 Prints one JSON object: wall seconds of each (median of ``--repeats``,
 interleaved), the speed-ups over ``per_task``, and the real-time factor
