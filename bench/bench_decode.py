@@ -13,8 +13,8 @@ through the launcher as run.sh calls it (process start-up included), in one job:
   (``tools/setup_venv.sh``); ``all_sets_no_bytecode`` without it.
 
 ``per_task``, ``per_set`` and ``all_sets_no_bytecode`` compile every imported module from
-source, as a venv without bytecode does: uv installs no bytecode by default, and where ``PYTHONDONTWRITEBYTECODE=1`` is set
-each process spends ~15 s more on importing ESPnet.
+source, as a venv without bytecode does: uv installs no bytecode by default, and where
+``PYTHONDONTWRITEBYTECODE=1`` is set each process spends ~15 s more on importing ESPnet.
 
 Prints one JSON object: wall seconds of each (median of ``--repeats``,
 interleaved), the speed-ups over ``per_task``, and the real-time factor
