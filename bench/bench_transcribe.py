@@ -15,7 +15,7 @@ by one, cut at their known times, and scored the recipe's way (local/score.py)
 beside the long-form result.
 
     python bench/bench_transcribe.py --model_tag egs2/smoe_asr_st/s2t1/exp/train_smoe_encdec_tiny/packed.zip \\
-        --audio long/test_nb.wav --refs long/test_nb.json > bench/results/transcribe_cpu.json
+        --audio egs2/smoe_asr_st/s2t1/exp/long/test_nb.wav --refs egs2/smoe_asr_st/s2t1/exp/long/test_nb.json
 
 Prints one JSON object.
 """

@@ -3,9 +3,9 @@
 
 Usage::
 
-    python -m local.make_long_recording --data_dir data/test_nb --out long/test_nb.wav \\
+    python -m local.make_long_recording --data_dir data/test_nb --out exp/long/test_nb.wav \\
         --sample_rate 8000 --subtype ULAW
-    python -m local.make_long_recording --data_dir data/test_wb --out long/test_wb.flac --channels 2
+    python -m local.make_long_recording --data_dir data/test_wb --out exp/long/test_wb.flac --channels 2
 
 Concatenates the prompts of ``--data_dir`` (a test dir: ``wav.scp``, ``text.asr``,
 ``text.st_fra``) in a seeded random order, each once, with a pause of
