@@ -245,8 +245,8 @@ def write_recut_data(root: Path, helpers) -> tuple:
     rng = np.random.default_rng(7)
     clips = helpers.an4_utterances(root)
     wav_dir, train = root / "wav", root / "data/train"
-    wav_dir.mkdir()
-    train.mkdir(parents=True)
+    wav_dir.mkdir(exist_ok=True)  # SMOE_TEST_RECUT_MODEL may name a folder a stopped run left
+    train.mkdir(parents=True, exist_ok=True)
     files = {name: {} for name in ("wav.scp", "text", "text.ctc", "text.prev", "utt2bw", "utt2spk")}
     for clip, (wide, words) in clips.items():
         for variant in range(1 + MARGIN_VARIANTS):
