@@ -39,10 +39,10 @@ skip_eval=false         # true: skip decoding and scoring (12, 13)
 skip_packing=false      # true: skip packing (14)
 ngpu=0                  # GPUs per node for training (0: CPU)
 num_nodes=1             # nodes for training (>1: Slurm, srun + ESPnet's slurm launcher)
-nj=2                    # parallel jobs of the data stages (3: cutting MuST-C/Europarl-ST, 4: tts_ui TTS)
+nj=2                    # parallel jobs of the data stages (3: cutting MuST-C/Europarl-ST, 4: TTS, speed)
 inference_nj=2          # parallel decoding jobs (stage 12)
 gpu_inference=false     # true: each decoding job on one GPU
-dumpdir=dump            # audio cut out of MuST-C/Europarl-ST recordings (stage 3)
+dumpdir=dump            # audio made from other audio: MuST-C/Europarl-ST cut (3), speed perturbed (4)
 expdir=exp              # experiment folders and feature statistics
 corpus=asterisk         # asterisk (real NB/WB speech + tts_ui slice in training) | tts_ui (benchmark)
                         # | mustc | europarl_st (English->French corpora you have: MUSTC / EUROPARL_ST in db.sh)
@@ -50,6 +50,7 @@ tts_ui_sizes=""         # tts_ui train/dev/test sentences (default: asterisk "30
 seed=1                  # corpus seed (tts_ui; mustc/europarl_st: which utterances are narrowband)
 nb_fraction=0.5         # mustc/europarl_st: share of train/dev utterances made narrowband (tests: both)
 nb_source=real          # narrowband audio: real (telephone recordings) | simulated (from wideband)
+speed_perturb_factors="" # training audio again at these speeds (stage 4), e.g. "0.9 1.0 1.1"
 max_prompts=0           # >0: a small slice of the corpus (CI)
 vocab_size=600          # sentencepiece pieces learned besides the special tokens (not s2t.sh's --nbpe, which
                         # is sentencepiece's whole vocabulary: here 600 + 3 + 9 specials); 600 keeps CTC
@@ -82,6 +83,7 @@ done
 for _name in skip_data_prep skip_train skip_eval skip_packing gpu_inference; do
     [[ ${!_name} =~ ^(true|false)$ ]] || die "--${_name} must be true or false, got '${!_name}'"
 done
+[[ ${speed_perturb_factors} =~ ^[0-9.\ ]*$ ]] || die "--speed_perturb_factors must list numbers, got '${speed_perturb_factors}'"
 [[ ${skip_stages} =~ ^[0-9\ ]*$ ]] || die "--skip_stages must list stage numbers, got '${skip_stages}'"
 skip=" ${skip_stages} "
 ! ${skip_data_prep} || skip+="1 2 3 4 5 "
@@ -120,7 +122,9 @@ case "${corpus}" in
 esac
 read -r n_train n_dev n_test <<< "${tts_ui_sizes}"
 [ "${n_train}" -gt 0 ] || train_sources=${train_sources/tts_ui_train/}
-train_set=${dev_source/dev/train}_mix; valid_set=${dev_source}_mix
+mix_set=${dev_source/dev/train}_mix; valid_set=${dev_source}_mix
+train_set=${mix_set}
+[ -z "${speed_perturb_factors}" ] || train_set=${mix_set}_sp
 [ -n "${test_sets}" ] || test_sets=${corpus_tests}
 
 # Experiment folder: a folder trained with another config or other s2t_args is never resumed
@@ -185,12 +189,18 @@ if run_stage 4; then
     else
         log "Stage 4: no tts_ui corpus (--tts_ui_sizes ${tts_ui_sizes})"
     fi
-    log "Stage 4: data/${train_set} (${train_sources}) and data/${valid_set}, without any dev/test sentence"
+    log "Stage 4: data/${mix_set} (${train_sources}) and data/${valid_set}, without any dev/test sentence"
     # shellcheck disable=SC2046
-    python -m local.combine_data --out "data/${train_set}" --sets $(printf 'data/%s ' ${train_sources}) \
+    python -m local.combine_data --out "data/${mix_set}" --sets $(printf 'data/%s ' ${train_sources}) \
         --exclude $(printf 'data/%s ' ${dev_source} ${corpus_tests})
     python -m local.combine_data --out "data/${valid_set}" --sets "data/${dev_source}" \
         --exclude $(printf 'data/%s ' ${corpus_tests})
+    if [ -n "${speed_perturb_factors}" ]; then
+        log "Stage 4: data/${train_set}: data/${mix_set} at speeds ${speed_perturb_factors}"
+        # shellcheck disable=SC2086
+        python -m local.speed_perturb --in_dir "data/${mix_set}" --out_dir "data/${train_set}" \
+            --factors ${speed_perturb_factors} --audio_dir "${dumpdir}/speed_perturb" --nj "${nj}"
+    fi
 fi
 
 if run_stage 5; then
