@@ -20,7 +20,7 @@ Example::
 
     from espnet_smoe.transcribe import TranscribeConfig, Transcriber
     transcriber = Transcriber.from_pretrained(
-        "exp/train_smoe_encdec_tiny/packed.zip",
+        "exp/train_smoe_encdec_tiny_from_base/packed.zip",
         config=TranscribeConfig(tasks=("asr", "st_fra")),
     )
     transcript = transcriber.transcribe("call.wav")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Transcribe and translate recordings of any length, format and sample rate.
 
-    python -m espnet_smoe.bin.transcribe --model_tag exp/train_smoe_encdec_tiny/packed.zip \\
+    python -m espnet_smoe.bin.transcribe --model_tag exp/train_smoe_encdec_tiny_from_base/packed.zip \\
         --task asr st_fra --output_dir transcripts meeting.flac calls/
 
 Takes files and folders (searched recursively for audio files: wav, flac,

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # S-MoE joint ASR + ST (English -> French) on mixed-bandwidth speech.
 #
+# Default: fine-tune the shipped base model (pretrained/, see its .json) on the default corpus.
 # Default corpus: the Asterisk core sounds, each English prompt as a real 8 kHz telephone
 # recording (<nb>) and a real 16 kHz G.722 recording (<wb>), with human French translations
 # (fetched by stage 1, see db.sh). Its 13 minutes of one speaker are too little to learn from,
 # so training adds a slice of the offline tts_ui corpus (human UI translations read by offline
 # TTS voices, half narrowband); the tests stay the real Asterisk prompts.
 #
-#   ./run.sh                                   # everything, tiny CPU model
-#   ./run.sh --stage 11 --s2t_config conf/train_smoe_encdec.yaml --ngpu 4
-#   cmd_backend=slurm ./run.sh --stage 11 --ngpu 8 --num_nodes 2
+#   ./run.sh                                   # everything: the base fine-tuned, tiny CPU model
+#   ./run.sh --init scratch                    # the same model trained from random weights
+#   ./run.sh --init scratch --stage 11 --s2t_config conf/train_smoe_encdec.yaml --ngpu 4
+#   cmd_backend=slurm ./run.sh --init scratch --stage 11 --ngpu 8 --num_nodes 2
 #
 # Stages carry the numbers of ESPnet's egs2/TEMPLATE/s2t1/s2t.sh where the work is the same:
 # data preparation up to 5 (the token list), then 10 statistics, 11 training, 12 decoding,
@@ -18,8 +20,9 @@
 #    2  16 kHz audio of both bandwidths, utt2bw                  (corpora asterisk, tts_ui)
 #    3  data dirs of the corpus: the Asterisk split, or MuST-C / Europarl-ST cut into utterances
 #    4  the training sets (as s2t.sh's 4 makes its final ones): the tts_ui corpus
-#       (--tts_ui_sizes), then data/*_mix without any dev/test sentence
-#    5  sentencepiece model and token list
+#       (--tts_ui_sizes), then data/*_mix without any dev/test sentence, and with
+#       --speed_perturb_factors data/*_mix_sp
+#    5  sentencepiece model and token list, or with --init base the base model's, unpacked
 #   10  feature statistics and shapes
 #   11  training
 #   12  decoding every test set in every task
@@ -56,6 +59,10 @@ vocab_size=600          # sentencepiece pieces learned besides the special token
                         # is sentencepiece's whole vocabulary: here 600 + 3 + 9 specials); 600 keeps CTC
                         # targets at ~0.45 tokens per 80 ms frame (300 pieces need ~0.6)
 s2t_config=conf/tuning/train_smoe_encdec_tiny.yaml  # training config
+init=""                 # starting weights: base (fine-tune --base_model) | scratch (random)
+                        # (default: base for --corpus asterisk, scratch for the others)
+base_model=pretrained/base_smoe_encdec_tiny.zip  # --init base: an ESPnet packed S2T archive made by this
+                        # recipe, described by <archive without .zip>.json (command, data, SHA-256)
 s2t_args=""             # extra flags for espnet_smoe.bin.s2t_train, over s2t_config's, e.g. "--max_epoch 5"
 s2t_stats_dir=""        # feature statistics and shapes (default: <expdir>/stats_<corpus>_bpe<vocab_size>)
 tag=""                  # experiment name: <expdir>/<tag> (default: [<corpus>_]<s2t_config name>, then
@@ -80,6 +87,8 @@ die() { echo "$0: $*" >&2; exit 1; }
 for _name in stage stop_stage ngpu num_nodes nj inference_nj max_prompts vocab_size; do
     [[ ${!_name} =~ ^[0-9]+$ ]] || die "--${_name} must be a whole number, got '${!_name}'"
 done
+[ -n "${init}" ] || { [ "${corpus}" = asterisk ] && init=base || init=scratch; }
+[[ ${init} =~ ^(base|scratch)$ ]] || die "--init must be base or scratch, got '${init}'"
 for _name in skip_data_prep skip_train skip_eval skip_packing gpu_inference; do
     [[ ${!_name} =~ ^(true|false)$ ]] || die "--${_name} must be true or false, got '${!_name}'"
 done
@@ -135,16 +144,29 @@ if [ -z "${tag}" ]; then
         tag=$(basename "${s2t_exp}")
     else
         tag=$(basename "${s2t_config}" .yaml)$(args_tag "${s2t_args}")
+        [ "${init}" = scratch ] || tag+=_from_base
         [ "${corpus}" = asterisk ] || tag=${corpus}_${tag}
     fi
 fi
 [ -n "${s2t_exp}" ] || s2t_exp=${expdir}/${tag}
-[ -n "${s2t_stats_dir}" ] || s2t_stats_dir=${expdir}/stats_${corpus}_bpe${vocab_size}
 if [ -z "${inference_tag}" ]; then
     inference_tag=decode_$(basename "${inference_config}" .yaml)$(args_tag "${inference_args}")
     inference_tag+=_$(basename "${inference_s2t_model}" .pth)
 fi
-token_dir=data/token_list/${corpus}_bpe_unigram${vocab_size}
+# --init base: the base's vocabulary and feature normalisation (the weights learned on them),
+# unpacked by stage 5; scratch: a sentencepiece model of the training text and its statistics
+if [ "${init}" = base ]; then
+    base_name=$(basename "${base_model}" .zip)
+    token_dir=${expdir}/pretrained/${base_name}
+    [ -n "${s2t_stats_dir}" ] || s2t_stats_dir=${expdir}/stats_${corpus}_${base_name}
+    norm_stats=${token_dir}/feats_stats.npz
+    init_args="--init_param ${token_dir}/model.pth"
+else
+    token_dir=data/token_list/${corpus}_bpe_unigram${vocab_size}
+    [ -n "${s2t_stats_dir}" ] || s2t_stats_dir=${expdir}/stats_${corpus}_bpe${vocab_size}
+    norm_stats=${s2t_stats_dir}/train/feats_stats.npz
+    init_args=""
+fi
 decode_dir=${s2t_exp}/${inference_tag}
 log "Skipped stages: ${skipped:-none}"
 
@@ -204,8 +226,13 @@ if run_stage 4; then
 fi
 
 if run_stage 5; then
-    log "Stage 5: sentencepiece model and token list in ${token_dir}"
-    python -m local.make_tokens --train_dir "data/${train_set}" --vocab_size "${vocab_size}" --out_dir "${token_dir}"
+    if [ "${init}" = base ]; then
+        log "Stage 5: base model ${base_model} (checked against its .json) unpacked into ${token_dir}"
+        python -m local.base_model unpack --archive "${base_model}" --out_dir "${token_dir}"
+    else
+        log "Stage 5: sentencepiece model and token list in ${token_dir}"
+        python -m local.make_tokens --train_dir "data/${train_set}" --vocab_size "${vocab_size}" --out_dir "${token_dir}"
+    fi
 fi
 
 if run_stage 10; then
@@ -224,9 +251,10 @@ if run_stage 10; then
 fi
 
 if run_stage 11; then
-    log "Stage 11: train ${s2t_exp} (${s2t_config}; ngpu=${ngpu}, num_nodes=${num_nodes})"
+    log "Stage 11: train ${s2t_exp} (${s2t_config}; init ${init}; ngpu=${ngpu}, num_nodes=${num_nodes})"
     # a folder trained with another config or other arguments stops the run here
-    python -m local.exp_guard --exp_dir "${s2t_exp}" --s2t_config "${s2t_config}" --s2t_args "${s2t_args}" \
+    python -m local.exp_guard --exp_dir "${s2t_exp}" --s2t_config "${s2t_config}" \
+        --s2t_args "${init_args} ${s2t_args}" \
         --train_data "data/${train_set}" --valid_data "data/${valid_set}" --token_dir "${token_dir}" \
         --stats_dir "${s2t_stats_dir}"
     dist_opts="--ngpu ${ngpu} --multiprocessing_distributed true"
@@ -239,7 +267,7 @@ if run_stage 11; then
         python -m espnet_smoe.bin.s2t_train --config "${s2t_config}" --use_preprocessor true ${token_opts} \
         $(data_opts train_data_path_and_name_and_type "data/${train_set}") \
         $(data_opts valid_data_path_and_name_and_type "data/${valid_set}") \
-        --normalize_conf "stats_file=${s2t_stats_dir}/train/feats_stats.npz" \
+        --normalize_conf "stats_file=${norm_stats}" ${init_args} \
         --train_shape_file "${s2t_stats_dir}/train/speech_shape" \
         --valid_shape_file "${s2t_stats_dir}/valid/speech_shape" \
         --resume true ${dist_opts} --output_dir "${s2t_exp}" ${s2t_args}
@@ -283,7 +311,7 @@ if run_stage 14; then
     python -m espnet_smoe.bin.model_info --config "${s2t_exp}/config.yaml" --out "${s2t_exp}/model_info.json"
     python -m espnet2.bin.pack s2t --s2t_train_config "${s2t_exp}/config.yaml" \
         --s2t_model_file "${s2t_exp}/${inference_s2t_model}" --option "${token_dir}/bpe.model" \
-        --option "${s2t_stats_dir}/train/feats_stats.npz" --option "${s2t_exp}/RESULTS.md" \
+        --option "${norm_stats}" --option "${s2t_exp}/RESULTS.md" \
         --outpath "${s2t_exp}/packed.zip"
 fi
 

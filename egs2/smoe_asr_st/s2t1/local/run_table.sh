@@ -13,7 +13,8 @@
 # Stages:
 #   1: data, tokens and feature stats once: run.sh stages 1-10 (first variant's config; the
 #      variants share data, tokens and feature settings, so they share them)
-#   2: per seed, per variant: run.sh stages 11-14 with --tag [<corpus>_]<variant><tag_suffix>_seed<seed>
+#   2: per seed, per variant: run.sh stages 11-14 (--init scratch: the table compares trainings
+#      from random weights) with --tag [<corpus>_]<variant><tag_suffix>_seed<seed>
 #      and --s2t_args "<s2t_args> --seed <seed>" -> exp/[<corpus>_]<variant><tag_suffix>_seed<seed>
 #      (a run whose results.json exists is skipped unless --skip_done false; a stopped one
 #      resumes from its checkpoint, if its options are the same: run.sh stops a run whose
@@ -88,7 +89,7 @@ mkdir -p "${table_dir}/logs"
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data, tokens and stats for ${corpus} (run.sh stages 1-10)"
-    ./run.sh "${extra[@]}" --stage 1 --stop_stage 10 --corpus "${corpus}" --ngpu "${ngpu}" --nj "${nj}" \
+    ./run.sh "${extra[@]}" --stage 1 --stop_stage 10 --corpus "${corpus}" --init scratch --ngpu "${ngpu}" --nj "${nj}" \
         --s2t_config "${config_dir}/train_${variant_list[0]}${config_suffix}.yaml" \
         2>&1 | tee "${table_dir}/logs/data.log"
 fi
@@ -98,7 +99,7 @@ run_one() {  # <variant> <seed> <tag>
     local v=$1 seed=$2 tag=$3 start
     start=$(date +%s)
     rm -f "${table_dir}/logs/${tag}.failed"
-    if ./run.sh "${extra[@]}" --stage 11 --stop_stage 14 --corpus "${corpus}" --ngpu "${ngpu}" \
+    if ./run.sh "${extra[@]}" --stage 11 --stop_stage 14 --corpus "${corpus}" --init scratch --ngpu "${ngpu}" \
             --nj "${nj}" --inference_nj "${inference_nj}" --s2t_config "${config_dir}/train_${v}${config_suffix}.yaml" \
             --tag "${tag}" --s2t_args "${s2t_args} --seed ${seed}" --inference_args "${inference_args}" \
             > "${table_dir}/logs/${tag}.log" 2>&1; then

@@ -302,7 +302,8 @@ def run_sh_args(a: argparse.Namespace, b: Path) -> list[str]:
                          f"not {a.corpus}: run `gpu_table bundle --corpus {a.corpus}` here first")
     sizes = made["sizes"]
     tests = ["--test_sets", " ".join(chosen_test_sets(a))] if chosen_test_sets(a) else []  # else run.sh's own
-    return ["./run.sh", "--corpus", a.corpus, "--tts_ui_sizes", " ".join(sizes[1:6:2]),
+    # --init scratch: the table compares trainings from random weights (and the GPU configs are not the base's)
+    return ["./run.sh", "--corpus", a.corpus, "--init", "scratch", "--tts_ui_sizes", " ".join(sizes[1:6:2]),
             "--nj", str(os.cpu_count() or 2), *tests]
 
 

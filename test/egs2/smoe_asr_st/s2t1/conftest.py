@@ -17,7 +17,7 @@ RECIPE = REPO / "egs2/smoe_asr_st/s2t1"
 def _scratch_recipe(root: Path) -> Path:
     recipe = root / "egs2/smoe_asr_st/s2t1"
     recipe.mkdir(parents=True)
-    for name in ("run.sh", "path.sh", "cmd.sh", "db.sh", "conf", "local", "maint"):
+    for name in ("run.sh", "path.sh", "cmd.sh", "db.sh", "conf", "local", "maint", "pretrained"):
         (recipe / name).symlink_to(RECIPE / name)
     for name in (".venv", "tools"):
         (root / name).symlink_to(REPO / name)

@@ -13,8 +13,11 @@ import pytest
 from local.score import normalize_for_wer
 
 S2T_ARGS = "--max_epoch 2 --num_iters_per_epoch 8"
-# run.sh's default tag: the config's name, then --s2t_args as ESPnet's s2t.sh writes them
-EXP = "exp/train_smoe_encdec_tiny_max_epoch2_num_iters_per_epoch8"
+# run.sh's default tag: the config's name, then --s2t_args as ESPnet's s2t.sh writes them, then
+# _from_base (the default run fine-tunes the shipped base model)
+EXP = "exp/train_smoe_encdec_tiny_max_epoch2_num_iters_per_epoch8_from_base"
+LISTENING_CER = 70.0  # %: a model that does not listen writes "s" or nothing (CER 90-100 %)
+INIT_ARGS = "--init_param exp/pretrained/base_smoe_encdec_tiny/model.pth"
 
 @pytest.fixture(scope="module")
 def recipe_run(tmp_path_factory, scratch_recipe):
@@ -41,7 +44,8 @@ def test_every_stage_ran(recipe_run):
     starts = [text.index(f"Stage {stage}:") for stage in stages]
     assert starts == sorted(starts) and not any(f"Stage {n}:" in text for n in (6, 7, 8, 9, 15))
     for header in ("Stage 3: filter and split", "Stage 4: no tts_ui corpus (--tts_ui_sizes 0 0 0)",
-                   "Stage 4: data/train_mix", "Stage 5: sentencepiece", "Stage 10: feature statistics",
+                   "Stage 4: data/train_mix", "Stage 5: base model pretrained/base_smoe_encdec_tiny.zip",
+                   "Stage 10: feature statistics",
                    f"Stage 11: train {EXP} (", "Stage 12: decode", "Stage 13: score", "Stage 14: pack"):
         assert header in text, header
 
@@ -84,6 +88,20 @@ def test_results_hold_every_test_utterance_for_both_tasks(recipe_run):
             assert isinstance(got[("st_fra", bw)][metric], float), metric
     md = (exp / "RESULTS.md").read_text()
     assert "WER" in md and "BLEU" in md
+
+
+def test_the_first_run_listens(recipe_run):
+    """The default run fine-tunes the shipped base model: 16 steps later its transcripts of the slice's
+    real test prompts follow the audio (16 steps from random weights write next to nothing: CER ~100 %)."""
+    recipe, _ = recipe_run
+    results = json.loads((recipe / EXP / "results.json").read_text())["results"]
+    cer = {r["bandwidth"]: r["cer"] for r in results if r["task"] == "asr"}
+    assert set(cer) == {"nb", "wb"} and max(cer.values()) < LISTENING_CER, cer
+    # the base's vocabulary and normalisation, unpacked once, are what the run trained and packed with
+    base = recipe / "exp/pretrained/base_smoe_encdec_tiny"
+    config = (recipe / EXP / "config.yaml").read_text()
+    assert f"bpemodel: {base.relative_to(recipe)}/bpe.model" in config
+    assert f"stats_file: {base.relative_to(recipe)}/feats_stats.npz" in config
 
 
 def test_model_info_and_package(recipe_run):
@@ -135,5 +153,6 @@ def test_other_s2t_args_do_not_resume_the_trained_folder(recipe_run):
         cwd=recipe, capture_output=True, text=True)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"exp_guard: {EXP} was trained with other options" in proc.stderr
-    assert f"--s2t_args: '{S2T_ARGS}' there, '--max_epoch 3 --num_iters_per_epoch 8' here" in proc.stderr
+    assert (f"--s2t_args: '{INIT_ARGS} {S2T_ARGS}' there, '{INIT_ARGS} --max_epoch 3 --num_iters_per_epoch 8' here"
+            in proc.stderr)
     assert checkpoint.stat().st_mtime_ns == before

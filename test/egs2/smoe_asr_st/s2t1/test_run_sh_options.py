@@ -42,7 +42,8 @@ def test_help_lists_every_option_with_its_comment():
 def test_each_stage_is_announced_under_its_number():
     text = (RECIPE / "run.sh").read_text()
     announced = re.findall(r'^ +log "Stage (\d+): (\S+)', text, re.M)
-    assert [n for n, _ in announced] == ["1", "2", "3", "3", "4", "4", "4", "5", "10", "11", "12", "13", "14"]
+    assert [n for n, _ in announced] == ["1", "2", "3", "3", "4", "4", "4", "4", "5", "5", "10", "11", "12",
+                                              "13", "14"]
     assert dict(announced)["11"] == "train" and dict(announced)["12"] == "decode"
 
 
@@ -78,7 +79,7 @@ def test_db_sh_keeps_a_corpus_path_set_in_the_environment():
 def train_stage(recipe: Path, *args: str) -> subprocess.CompletedProcess:
     """Stage 11 up to the launcher: --num_nodes 2 makes the local launcher refuse the job before ESPnet
     starts (it needs Slurm), so what runs is run.sh's folder choice and its check of the folder."""
-    return run_sh(recipe, "--stage", "11", "--stop_stage", "11", "--num_nodes", "2", *args)
+    return run_sh(recipe, "--stage", "11", "--stop_stage", "11", "--num_nodes", "2", "--init", "scratch", *args)
 
 
 def recorded_args(exp: Path) -> list:
@@ -109,3 +110,10 @@ def test_other_s2t_args_under_one_tag_stop_and_the_default_tag_keeps_them_apart(
     assert "Stage 11: train exp2/tts_ui_train_smoe_encdec_tiny (" in proc.stdout, proc.stderr
     record = json.loads((recipe / "exp2/tts_ui_train_smoe_encdec_tiny/train_options.json").read_text())
     assert record["stats_dir"] == "exp2/stats_tts_ui_bpe600" and record["train_data"] == "data/tts_ui_train_mix"
+    # --init base (the default of --corpus asterisk): its own folder, the base's tokens and --init_param
+    proc = train_stage(recipe, "--init", "base")
+    assert "Stage 11: train exp/train_smoe_encdec_tiny_from_base (" in proc.stdout, proc.stderr
+    record = json.loads((recipe / "exp/train_smoe_encdec_tiny_from_base/train_options.json").read_text())
+    assert record["s2t_args"] == ["--init_param", "exp/pretrained/base_smoe_encdec_tiny/model.pth"]
+    assert record["token_dir"] == "exp/pretrained/base_smoe_encdec_tiny"
+    assert record["stats_dir"] == "exp/stats_asterisk_base_smoe_encdec_tiny"

@@ -204,7 +204,7 @@ def test_run_sh_trains_on_two_nodes_and_decodes_a_job_array(work, scratch_recipe
 
     env = {**os.environ, "cmd_backend": "slurm", "slurm_conf": str(work / "slurm.conf")}
     proc = subprocess.run(
-        ["./run.sh", "--stage", "10", "--stop_stage", "12", "--ngpu", "0", "--num_nodes", "2",
+        ["./run.sh", "--stage", "10", "--stop_stage", "12", "--ngpu", "0", "--num_nodes", "2", "--init", "scratch",
          "--inference_nj", "2", "--s2t_config", "train_an4.yaml", "--tag", "an4", "--test_sets", "an4_test",
          "--s2t_args", "--dist_backend gloo", "--inference_args", "--beam_size 2 --maxlenratio 0.3"],
         cwd=recipe, env=env, capture_output=True, text=True, timeout=900)

@@ -61,7 +61,7 @@ def _bundle(tmp_path, corpus):
 def test_asterisk_runs_use_the_corpus_and_its_own_test_sets(tmp_path):
     a = get_parser().parse_args(["run", "--out_dir", str(tmp_path), "--corpus", "asterisk"])
     args = run_sh_args(a, _bundle(tmp_path, "asterisk"))
-    assert args[:5] == ["./run.sh", "--corpus", "asterisk", "--tts_ui_sizes", "3000 0 0"], args
+    assert args[:7] == ["./run.sh", "--corpus", "asterisk", "--init", "scratch", "--tts_ui_sizes", "3000 0 0"], args
     assert "--test_sets" not in args, args  # run.sh's own: the real Asterisk test_nb / test_wb
 
 
