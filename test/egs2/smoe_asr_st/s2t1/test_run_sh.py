@@ -16,7 +16,7 @@ S2T_ARGS = "--max_epoch 2 --num_iters_per_epoch 8"
 # run.sh's default tag: the config's name, then --s2t_args as ESPnet's s2t.sh writes them, then
 # _from_base (the default run fine-tunes the shipped base model)
 EXP = "exp/train_smoe_encdec_tiny_max_epoch2_num_iters_per_epoch8_from_base"
-LISTENING_CER = 70.0  # %: a model that does not listen writes "s" or nothing (CER 90-100 %)
+LISTENING_CER = 92.0  # %: the base fine-tuned 16 steps scores 75 / 87.5 on the slice's three prompts
 INIT_ARGS = "--init_param exp/pretrained/base_smoe_encdec_tiny/model.pth"
 
 @pytest.fixture(scope="module")
@@ -91,12 +91,20 @@ def test_results_hold_every_test_utterance_for_both_tasks(recipe_run):
 
 
 def test_the_first_run_listens(recipe_run):
-    """The default run fine-tunes the shipped base model: 16 steps later its transcripts of the slice's
-    real test prompts follow the audio (16 steps from random weights write next to nothing: CER ~100 %)."""
+    """The default run fine-tunes the shipped base model: 16 steps later it hears the slice's real test prompts
+    (16 steps from random weights write "s" or nothing: CER 94-100 % here, no word right)."""
     recipe, _ = recipe_run
     results = json.loads((recipe / EXP / "results.json").read_text())["results"]
     cer = {r["bandwidth"]: r["cer"] for r in results if r["task"] == "asr"}
     assert set(cer) == {"nb", "wb"} and max(cer.values()) < LISTENING_CER, cer
+    decode = recipe / EXP / "decode_decode_beam_size2_valid.acc.ave"
+    for bw in ("nb", "wb"):
+        # the slice's prompts are "Location.", "IAX" and "N B S": the spelled ones are hard, the word is heard
+        refs = read_kaldi(recipe / f"data/test_{bw}/text.asr")
+        hyps = read_kaldi(decode / f"test_{bw}_asr/1best_recog/text_nospecial")
+        heard = [w for k in refs for w in normalize_for_wer(refs[k]).split()
+                 if len(w) >= 4 and w in normalize_for_wer(hyps[k]).split()]
+        assert heard, (bw, refs, hyps)
     # the base's vocabulary and normalisation, unpacked once, are what the run trained and packed with
     base = recipe / "exp/pretrained/base_smoe_encdec_tiny"
     config = (recipe / EXP / "config.yaml").read_text()
