@@ -45,6 +45,20 @@ def write_kaldi(path: Path, rows):
     path.write_text("".join(f"{k} {v}\n" for k, v in sorted(rows.items())))
 
 
+# the files of an S2T data dir that add_row fills
+DATA_FILES = ("wav.scp", "text", "text.ctc", "text.prev", "utt2bw", "utt2spk")
+
+
+def add_row(files: dict, utt: str, wav: Path, bw: str, task: str, target: str, words: str) -> None:
+    """One utterance of an S2T data dir: audio, prompt + target, CTC transcript, bandwidth, own speaker."""
+    files["wav.scp"][utt] = str(wav)
+    files["text"][utt] = f"<eng><{task}><notimestamps> {target}"
+    files["text.ctc"][utt] = words
+    files["text.prev"][utt] = "<na>"
+    files["utt2bw"][utt] = f"<{bw}>"
+    files["utt2spk"][utt] = utt
+
+
 def make_dataset(root: Path):
     tarball = Path(espnet2.__file__).parents[1] / "egs3/mini_an4/esp2_asr/downloads.tar.gz"
     with tarfile.open(tarball) as tar:
@@ -74,17 +88,12 @@ def make_dataset(root: Path):
         d = data / split
         d.mkdir(parents=True)
         rows = {k: v for k, v in utts.items() if split == "train" or v[2]}
-        files = {n: {} for n in ("wav.scp", "text", "text.ctc", "text.prev", "utt2bw", "utt2spk")}
+        files = {n: {} for n in DATA_FILES}
         for base, (bw, words, _) in rows.items():
             translation = " ".join(reversed(words.split()))
             for task, target in (("asr", words), ("st_fra", translation)):
                 utt = f"{base}_{task}" if split == "train" else base
-                files["wav.scp"][utt] = str(wav_dir / f"{base}.wav")
-                files["text"][utt] = f"<eng><{task}><notimestamps> {target}"
-                files["text.ctc"][utt] = words
-                files["text.prev"][utt] = "<na>"
-                files["utt2bw"][utt] = f"<{bw}>"
-                files["utt2spk"][utt] = utt
+                add_row(files, utt, wav_dir / f"{base}.wav", bw, task, target, words)
                 if split == "test":
                     break
         for name, content in files.items():
@@ -247,7 +256,7 @@ def write_recut_data(root: Path, helpers) -> tuple:
     wav_dir, train = root / "wav", root / "data/train"
     wav_dir.mkdir(exist_ok=True)  # SMOE_TEST_RECUT_MODEL may name a folder a stopped run left
     train.mkdir(parents=True, exist_ok=True)
-    files = {name: {} for name in ("wav.scp", "text", "text.ctc", "text.prev", "utt2bw", "utt2spk")}
+    files = {name: {} for name in DATA_FILES}
     for clip, (wide, words) in clips.items():
         for variant in range(1 + MARGIN_VARIANTS):
             wave = wide.numpy() if variant == 0 else recut(wide.numpy(), rng)
@@ -257,13 +266,7 @@ def write_recut_data(root: Path, helpers) -> tuple:
                 rec = f"{bw}_{clip}_v{variant}"
                 sf.write(wav_dir / f"{rec}.wav", w.numpy(), 16000, subtype="PCM_16")
                 for task, target in (("asr", words), ("st_fra", helpers.french(words))):
-                    utt = f"{rec}_{task}"
-                    files["wav.scp"][utt] = str(wav_dir / f"{rec}.wav")
-                    files["text"][utt] = f"<eng><{task}><notimestamps> {target}"
-                    files["text.ctc"][utt] = words
-                    files["text.prev"][utt] = "<na>"
-                    files["utt2bw"][utt] = f"<{bw}>"
-                    files["utt2spk"][utt] = utt
+                    add_row(files, f"{rec}_{task}", wav_dir / f"{rec}.wav", bw, task, target, words)
     for name, rows in files.items():
         write_kaldi(train / name, rows)
     return root / "data", clips
