@@ -68,7 +68,8 @@ s2t_stats_dir=""        # feature statistics and shapes (default: <expdir>/stats
 tag=""                  # experiment name: <expdir>/<tag> (default: [<corpus>_]<s2t_config name>, then
                         # s2t_args as s2t.sh's tag has them: "--max_epoch 5" -> _max_epoch5)
 s2t_exp=""              # experiment folder (default: <expdir>/<tag>)
-inference_config=conf/decode.yaml  # decoding config
+inference_config=""     # decoding config (default: conf/decode_asterisk.yaml for --corpus asterisk,
+                        # chosen on its dev split; conf/decode.yaml for the others)
 inference_args=""       # extra flags for espnet_smoe.bin.s2t_inference, e.g. "--beam_size 2"
 inference_s2t_model=valid.acc.ave.pth  # checkpoint to decode, e.g. valid.acc.best.pth, 3epoch.pth
 inference_tag=""        # decoding folder in the experiment (default: decode_<inference_config name>,
@@ -114,7 +115,8 @@ st_corpus=false
 case "${corpus}" in
     # Asterisk train + a tts_ui slice; tested on the real Asterisk prompts
     asterisk) train_sources="train tts_ui_train"; dev_source=dev; corpus_tests="test_nb test_wb"
-              [ -n "${tts_ui_sizes}" ] || tts_ui_sizes="3000 0 0" ;;
+              [ -n "${tts_ui_sizes}" ] || tts_ui_sizes="3000 0 0"
+              [ -n "${inference_config}" ] || inference_config=conf/decode_asterisk.yaml ;;
     # tts_ui models are also tested on the real Asterisk prompts
     tts_ui)   train_sources=tts_ui_train; dev_source=tts_ui_dev
               corpus_tests="tts_ui_test_nb tts_ui_test_wb ddtp_test_nb ddtp_test_wb test_nb test_wb"
@@ -135,6 +137,7 @@ mix_set=${dev_source/dev/train}_mix; valid_set=${dev_source}_mix
 train_set=${mix_set}
 [ -z "${speed_perturb_factors}" ] || train_set=${mix_set}_sp
 [ -n "${test_sets}" ] || test_sets=${corpus_tests}
+[ -n "${inference_config}" ] || inference_config=conf/decode.yaml
 
 # Experiment folder: a folder trained with another config or other s2t_args is never resumed
 # (stage 11 stops, local/exp_guard.py); the default tag keeps such runs apart, as s2t.sh's does.
@@ -300,9 +303,11 @@ if run_stage 12; then
 fi
 
 if run_stage 13; then
-    log "Stage 13: score (WER for asr, BLEU/chrF for st) -> ${s2t_exp}/RESULTS.md, ${s2t_exp}/results.json"
+    log "Stage 13: score (WER for asr, BLEU/chrF for st) -> ${decode_dir}, copied to ${s2t_exp}/{RESULTS.md,results.json}"
+    # each decoding keeps its scores; the experiment's copy is the latest one scored (and what stage 14 packs)
     python -m local.score --data_dir data --decode_dir "${decode_dir}" --test_sets "${test_sets}" \
-        --tasks "${tasks}" --out_dir "${s2t_exp}" --tag "${tag}"
+        --tasks "${tasks}" --out_dir "${decode_dir}" --tag "${tag}"
+    cp "${decode_dir}/RESULTS.md" "${decode_dir}/results.json" "${s2t_exp}/"
     cat "${s2t_exp}/RESULTS.md"
 fi
 

@@ -16,6 +16,8 @@ S2T_ARGS = "--max_epoch 2 --num_iters_per_epoch 8"
 # run.sh's default tag: the config's name, then --s2t_args as ESPnet's s2t.sh writes them, then
 # _from_base (the default run fine-tunes the shipped base model)
 EXP = "exp/train_smoe_encdec_tiny_max_epoch2_num_iters_per_epoch8_from_base"
+# its decoding folder: conf/decode_asterisk.yaml (the default for --corpus asterisk), then --inference_args
+DECODE = "decode_decode_asterisk_beam_size2"
 LISTENING_CER = 92.0  # %: the base fine-tuned 16 steps scores 75 / 87.5 on the slice's three prompts
 INIT_ARGS = "--init_param exp/pretrained/base_smoe_encdec_tiny/model.pth"
 
@@ -60,7 +62,7 @@ def test_results_hold_every_test_utterance_for_both_tasks(recipe_run):
     results = json.loads((exp / "results.json").read_text())["results"]
     got = {(r["task"], r["bandwidth"]): r for r in results}
     assert set(got) == {("asr", "nb"), ("asr", "wb"), ("st_fra", "nb"), ("st_fra", "wb")}
-    decode = exp / "decode_decode_beam_size2_valid.acc.ave"  # --inference_args in its name, as in s2t.sh
+    decode = exp / f"{DECODE}_valid.acc.ave"  # --inference_args in its name, as in s2t.sh
     summary = json.loads((recipe / "data/local/split_summary.json").read_text())
     # one set of jobs decoded both test sets: their keys (as <set>/<key>) split between the jobs, none twice
     job_keys = [list(read_kaldi(path)) for path in sorted(decode.glob("jobs/keys.*.scp"))]
@@ -88,6 +90,9 @@ def test_results_hold_every_test_utterance_for_both_tasks(recipe_run):
             assert isinstance(got[("st_fra", bw)][metric], float), metric
     md = (exp / "RESULTS.md").read_text()
     assert "WER" in md and "BLEU" in md
+    # stage 13 scored into the decoding folder and copied the scores to the experiment
+    assert (decode / "RESULTS.md").read_text() == md
+    assert json.loads((decode / "results.json").read_text())["results"] == results
 
 
 def test_the_first_run_listens(recipe_run):
@@ -97,7 +102,7 @@ def test_the_first_run_listens(recipe_run):
     results = json.loads((recipe / EXP / "results.json").read_text())["results"]
     cer = {r["bandwidth"]: r["cer"] for r in results if r["task"] == "asr"}
     assert set(cer) == {"nb", "wb"} and max(cer.values()) < LISTENING_CER, cer
-    decode = recipe / EXP / "decode_decode_beam_size2_valid.acc.ave"
+    decode = recipe / EXP / f"{DECODE}_valid.acc.ave"
     for bw in ("nb", "wb"):
         # the slice's prompts are "Location.", "IAX" and "N B S": the spelled ones are hard, the word is heard
         refs = read_kaldi(recipe / f"data/test_{bw}/text.asr")
@@ -142,7 +147,7 @@ def test_test_sets_may_share_keys(recipe_run):
          "--inference_nj", "2", "--test_sets", "test_nb test_nb_again", "--inference_s2t_model", "valid.acc.best.pth",
          "--s2t_args", S2T_ARGS, "--inference_args", "--beam_size 2"], cwd=recipe, capture_output=True, text=True)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    decode = recipe / EXP / "decode_decode_beam_size2_valid.acc.best"
+    decode = recipe / EXP / f"{DECODE}_valid.acc.best"
     for test_set in ("test_nb", "test_nb_again"):
         for task in ("asr", "st_fra"):
             hyps = read_kaldi(decode / f"{test_set}_{task}/1best_recog/text")

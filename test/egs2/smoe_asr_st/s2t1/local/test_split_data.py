@@ -40,7 +40,8 @@ def read(d, fname):
 def test_files_sorted_and_consistent(pipeline):
     data = pipeline["data"]
     for split, files in (("train", TRAIN_FILES), ("dev", TRAIN_FILES),
-                         ("test_nb", TEST_FILES), ("test_wb", TEST_FILES)):
+                         ("test_nb", TEST_FILES), ("test_wb", TEST_FILES),
+                         ("dev_nb", TEST_FILES), ("dev_wb", TEST_FILES)):
         d = data / split
         assert sorted(p.name for p in d.iterdir()) == files
         utts = list(read(d, "wav.scp"))
@@ -122,6 +123,29 @@ def test_test_sets_pair_and_references(pipeline):
         assert "/nb/" in path and wb_utts["en_wb_" + u[6:]] == path.replace("/nb/", "/wb/")
 
 
+def test_dev_in_the_test_layout(pipeline, tmp_path):
+    """data/dev_{nb,wb}: every dev prompt with French, once, with data/dev's references; the others logged."""
+    out = tmp_path / "seed1"  # seed 1 puts agent-user (no French) in dev
+    assert split_data.main(["--inventory", str(pipeline["inventory"]), "--bandwidth", str(pipeline["bandwidth"]),
+                            "--min_dur", "0.2", "--max_dur", "2.5", "--seed", "1",
+                            "--data_dir", str(out), "--local_dir", str(out / "local")]) == 0
+    dev_text, dev_ctc = read(out / "dev", "text"), read(out / "dev", "text.ctc")
+    with_fr = {name_of(u) for u in dev_text if u.endswith("_st_fra")}
+    without_fr = {name_of(u) for u in dev_text} - with_fr
+    assert with_fr and without_fr == {"agent-user"}, (with_fr, without_fr)
+    for bw in ("nb", "wb"):
+        d = out / f"dev_{bw}"
+        asr, st = read(d, "text.asr"), read(d, "text.st_fra")
+        assert set(asr) == set(st) == {f"en_{bw}_{n}" for n in with_fr}
+        for u in asr:
+            assert asr[u] == dev_ctc[u + "_asr"]
+            assert dev_text[u + "_st_fra"] == "<eng><st_fra><notimestamps> " + st[u]
+            assert read(d, "wav.scp")[u] == read(out / "dev", "wav.scp")[u + "_asr"]
+    left_out = [(r["name"], r["reason"]) for r in read_tsv(out / "local/skipped.tsv") if r["scope"] == "dev_nb_wb"]
+    assert left_out == [("agent-user", "no_translation")]
+    assert json.loads((out / "local/split_summary.json").read_text())["dev_nb_wb"] == {"utts_per_set": len(with_fr)}
+
+
 def test_every_prompt_accounted_for(pipeline, fake):
     """No silent drops: each inventory name is in a split or logged with a reason."""
     skipped = read_tsv(pipeline["local"] / "skipped.tsv")
@@ -148,7 +172,7 @@ def test_deterministic_and_sliced(pipeline, tmp_path):
               "--min_dur", "0.2", "--max_dur", "2.5"]
     out = tmp_path / "again"
     assert split_data.main(common + ["--data_dir", str(out), "--local_dir", str(out / "local")]) == 0
-    for d in ("train", "dev", "test_nb", "test_wb"):
+    for d in ("train", "dev", "test_nb", "test_wb", "dev_nb", "dev_wb"):
         for f in (pipeline["data"] / d).iterdir():
             assert (out / d / f.name).read_text() == f.read_text()
     sliced = tmp_path / "sliced"
