@@ -29,6 +29,9 @@ import torch
 import torchaudio.functional as AF
 import yaml
 
+from local.data_dir import add_recording, new_files, write_data_dir
+from local.file_io import read_kaldi
+
 REPO = Path(__file__).resolve().parents[4]
 RECIPE = REPO / "egs2/smoe_asr_st/s2t1"
 CONFIG = RECIPE / "conf/tuning/train_smoe_encdec_tiny.yaml"
@@ -69,41 +72,22 @@ def an4_utterances(root: Path):
 
 def write_data(root: Path) -> Path:
     """data/train: 7 clips x {nb, wb} x {asr, st_fra}, ids <bw>_<clip>_<task>;
-    data/eval: the 14 recordings once each, ids <bw>_<clip>, and their references."""
+    data/eval: the 14 recordings once each, ids <bw>_<clip>, with references text.asr and text.st_fra.
+
+    Written by the recipe's own data-dir writer, so the rows are the ones the recipe trains on."""
     wav_dir, data = root / "wav", root / "data"
     wav_dir.mkdir()
-    train = {name: {} for name in ("wav.scp", "text", "text.ctc", "text.prev", "utt2bw", "utt2spk")}
-    evaluate = {name: {} for name in ("wav.scp", "utt2bw", "ref.asr", "ref.st_fra")}
+    train, evaluate = new_files(), new_files()
     for clip, (wide, words) in an4_utterances(root).items():
         narrow = AF.resample(AF.resample(wide, 16000, 8000), 8000, 16000)
         for bw, wave in (("wb", wide), ("nb", narrow)):
             wav = wav_dir / f"{bw}_{clip}.wav"
             sf.write(wav, wave.numpy(), 16000, subtype="PCM_16")
-            rec = f"{bw}_{clip}"
-            evaluate["wav.scp"][rec], evaluate["utt2bw"][rec] = str(wav), f"<{bw}>"
-            for task, target in (("asr", words), ("st_fra", french(words))):
-                utt = f"{rec}_{task}"
-                evaluate[f"ref.{task}"][rec] = target
-                train["wav.scp"][utt] = str(wav)
-                train["text"][utt] = f"<eng><{task}><notimestamps> {target}"
-                train["text.ctc"][utt] = words
-                train["text.prev"][utt] = "<na>"
-                train["utt2bw"][utt] = f"<{bw}>"
-                train["utt2spk"][utt] = utt
-    for split, files in (("train", train), ("eval", evaluate)):
-        (data / split).mkdir(parents=True)
-        for name, rows in files.items():
-            (data / split / name).write_text("".join(f"{k} {v}\n" for k, v in sorted(rows.items())),
-                                             encoding="utf-8")
+            for files, test in ((train, False), (evaluate, True)):
+                add_recording(files, f"{bw}_{clip}", str(wav), bw, words, french(words), test=test)
+    assert write_data_dir(data / "train", train) == 28
+    assert write_data_dir(data / "eval", evaluate) == 14
     return data
-
-
-def read_kaldi(path: Path) -> dict:
-    rows = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, _, value = line.partition(" ")
-        rows[key] = value.strip()
-    return rows
 
 
 def run(args, cwd: Path, name: str) -> None:
@@ -169,7 +153,7 @@ def memorised(tmp_path_factory):
          "--batch_size", "5", "--beam_size", "3", "--ctc_weight", "0.3", "--lang_sym", "eng",
          "--task_sym", "asr", "st_fra"], root, "decode")
     hyps = {task: read_kaldi(out / task / "1best_recog/text_nospecial") for task in ("asr", "st_fra")}
-    refs = {task: read_kaldi(evaluate / f"ref.{task}") for task in ("asr", "st_fra")}
+    refs = {task: read_kaldi(evaluate / f"text.{task}") for task in ("asr", "st_fra")}
     return refs, hyps
 
 
