@@ -20,6 +20,7 @@ from espnet2.main_funcs.pack_funcs import unpack
 import espnet_smoe  # noqa: F401  (registers the classes before the model is built)
 from espnet_smoe.bandwidth import WIDEBAND, detect_bandwidth
 from espnet_smoe.checkpoint import verify_smoe_checkpoint
+from espnet_smoe.no_repeat_ngram import NoRepeatNgramScorer, add_full_scorer
 
 AUTO = "auto"  # bandwidth_sym that detects the token from the audio
 
@@ -57,6 +58,8 @@ class SMoESpeech2Text(Speech2Text):
             (:mod:`espnet_smoe.bandwidth`).
         bandwidth_fallback: With ``auto``: the token for audio whose bandwidth
             cannot be measured (silence, clipping); a warning names the reason.
+        no_repeat_ngram_size: n > 0 forbids a hypothesis to hold the same n
+            tokens twice (:mod:`espnet_smoe.no_repeat_ngram`); 0: no limit.
         **kwargs: Everything ``Speech2Text`` takes (``beam_size``,
             ``task_sym``, ``lang_sym``, ``batch_size`` ...).
     """
@@ -65,6 +68,7 @@ class SMoESpeech2Text(Speech2Text):
     # object itself without our argument.
     default_bandwidth_sym: Optional[str] = None
     default_bandwidth_fallback: str = WIDEBAND
+    default_no_repeat_ngram_size: int = 0
 
     def __init__(
         self,
@@ -72,9 +76,18 @@ class SMoESpeech2Text(Speech2Text):
         s2t_model_file: Union[Path, str, None] = None,
         bandwidth_sym: Optional[str] = None,
         bandwidth_fallback: Optional[str] = None,
+        no_repeat_ngram_size: Optional[int] = None,
         **kwargs,
     ):
         super().__init__(s2t_train_config, s2t_model_file, **kwargs)
+        if no_repeat_ngram_size is None:
+            no_repeat_ngram_size = self.default_no_repeat_ngram_size
+        if no_repeat_ngram_size < 0:
+            raise ValueError(f"no_repeat_ngram_size must be >= 0 (0: no limit), got {no_repeat_ngram_size}")
+        if no_repeat_ngram_size > 0:
+            scorer = NoRepeatNgramScorer(no_repeat_ngram_size, self.beam_search.n_vocab, self.s2t_model.sos)
+            add_full_scorer(self.beam_search, "no_repeat_ngram", scorer, 1.0)
+            logging.info(f"no_repeat_ngram_size {no_repeat_ngram_size}: scorer no_repeat_ngram added to the search")
         if s2t_model_file is not None:
             verify_smoe_checkpoint(self.s2t_model, s2t_model_file)
         self.bandwidth_sym = bandwidth_sym or self.default_bandwidth_sym

@@ -12,6 +12,8 @@ Every ``espnet2.bin.s2t_inference`` flag, plus:
 * ``--task_sym asr st_fra``: several tasks in one process (the model and
   ESPnet are loaded once), each written to ``<output_dir>/<task>/``; with one
   task the output goes to ``<output_dir>`` as in ESPnet;
+* ``--no_repeat_ngram_size 4``: a hypothesis never holds the same 4 tokens
+  twice (``espnet_smoe.no_repeat_ngram``; 0, the default: no limit);
 * ``--ctc_tasks asr``: the tasks whose output the CTC branch was trained on
   (``text_ctc``, the source transcript). Other tasks decode with
   ``ctc_weight 0``: CTC would push a translation towards the transcript.
@@ -47,6 +49,13 @@ def get_parser():
         default="wb",
         choices=["nb", "wb"],
         help="With --bandwidth_sym auto: the token for silent or clipped audio",
+    )
+    group.add_argument(
+        "--no_repeat_ngram_size",
+        type=int,
+        default=0,
+        help="n > 0: forbid any n tokens to appear twice in a hypothesis "
+        "(stops decoding loops); 0: no limit",
     )
     group.add_argument(
         "--task_sym",
@@ -86,6 +95,9 @@ def main(cmd=None):
     kwargs.pop("config", None)
     bandwidth_sym = kwargs.pop("bandwidth_sym")
     bandwidth_fallback = kwargs.pop("bandwidth_fallback")
+    no_repeat_ngram_size = kwargs.pop("no_repeat_ngram_size")
+    if no_repeat_ngram_size < 0:
+        raise ValueError(f"--no_repeat_ngram_size must be >= 0 (0: no limit), got {no_repeat_ngram_size}")
     runs = task_runs(kwargs["output_dir"], kwargs.pop("task_sym"), kwargs.pop("ctc_tasks"), kwargs["ctc_weight"])
     if any(name == "bandwidth" for _, name, _ in kwargs["data_path_and_name_and_type"]):
         # ESPnet's inference() checks data names against S2TTask, which does
@@ -95,6 +107,7 @@ def main(cmd=None):
     class ConfiguredSpeech2Text(SMoESpeech2Text):
         default_bandwidth_sym = bandwidth_sym
         default_bandwidth_fallback = bandwidth_fallback
+        default_no_repeat_ngram_size = no_repeat_ngram_size
 
     # ESPnet's inference() builds its decoder through this module-level name;
     # point it at ours for the duration of the call, then restore it.

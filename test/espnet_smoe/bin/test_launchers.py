@@ -175,3 +175,42 @@ def test_task_runs_split_outputs_and_keep_ctc_to_its_tasks():
     args = get_parser().parse_args(["--output_dir", "o", "--data_path_and_name_and_type", "a,speech,sound",
                                     "--task_sym", "asr", "st_fra"])
     assert args.task_sym == ["asr", "st_fra"] and args.ctc_tasks == ["asr"]
+
+
+def test_no_repeat_ngram_size_reaches_the_search(experiment, decode):
+    """--no_repeat_ngram_size joins ESPnet's search as a scorer; hypotheses that repeat nothing stay as they were.
+
+    The behaviour on loops is tested in test_no_repeat_ngram.py, inside ESPnet's beam search."""
+    import soundfile as sf
+
+    from espnet_smoe.inference import SMoESpeech2Text
+    from espnet_smoe.no_repeat_ngram import NoRepeatNgramScorer
+
+    args = ["--task_sym", "st_fra", "--bandwidth_sym", "nb"]
+    free_dir, limited_dir = decode(experiment, "dec_free", *args), decode(
+        experiment, "dec_no_repeat", *args, "--no_repeat_ngram_size", "2")
+    free = read_kaldi(free_dir / "1best_recog/token_int")
+    limited = read_kaldi(limited_dir / "1best_recog/token_int")
+    log = experiment["root"] / "dec_no_repeat.log"
+    assert "no_repeat_ngram_size 2: scorer no_repeat_ngram added" in log.read_text()
+    assert "scorer no_repeat_ngram" not in (experiment["root"] / "dec_free.log").read_text()
+
+    def repeats(ids: list) -> bool:
+        pairs = list(zip(ids, ids[1:]))
+        return len(pairs) != len(set(pairs))
+
+    assert limited.keys() == free.keys()
+    assert all(limited[k] == v for k, v in free.items() if not repeats(v.split())), (free, limited)
+    assert not any(repeats(v.split()) for v in limited.values()), limited
+
+    exp, data = experiment["exp"], experiment["data"]
+    s2t = SMoESpeech2Text(exp / "config.yaml", exp / "valid.acc.best.pth", beam_size=2, maxlenratio=0.3,
+                          lang_sym="<eng>", no_repeat_ngram_size=2)
+    scorer = s2t.beam_search.full_scorers["no_repeat_ngram"]
+    assert isinstance(scorer, NoRepeatNgramScorer) and scorer.ngram_size == 2
+    assert s2t.beam_search.weights["no_repeat_ngram"] == 1.0
+    for utt, path in read_kaldi(data / "test/wav.scp").items():
+        best = s2t(sf.read(path, dtype="float32")[0], task_sym="<st_fra>", bandwidth_sym="nb")[0]
+        assert " ".join(map(str, best[2])) == limited[utt]
+    with pytest.raises(ValueError, match="no_repeat_ngram_size must be >= 0"):
+        SMoESpeech2Text(exp / "config.yaml", exp / "valid.acc.best.pth", no_repeat_ngram_size=-1)
