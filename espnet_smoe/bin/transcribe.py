@@ -66,6 +66,8 @@ def get_parser() -> argparse.ArgumentParser:
     decode.add_argument("--batch_size", type=int, default=8, help="segments per beam search")
     decode.add_argument("--maxlenratio", type=float, default=0.0, help="0: at most one token per encoder frame")
     decode.add_argument("--penalty", type=float, default=0.0, help="length bonus")
+    decode.add_argument("--no_repeat_ngram_size", type=int, default=0,
+                        help="n > 0: no hypothesis holds the same n tokens twice (stops loops); 0: no limit")
 
     seg = parser.add_argument_group("segmentation (Silero VAD)")
     defaults = SegmenterConfig()
@@ -96,7 +98,7 @@ def build_transcriber(args: argparse.Namespace) -> Transcriber:
     return Transcriber.from_pretrained(
         model_tag=args.model_tag, s2t_train_config=args.s2t_train_config, s2t_model_file=args.s2t_model_file,
         config=config, device=device, beam_size=args.beam_size, ctc_weight=args.ctc_weight,
-        maxlenratio=args.maxlenratio, penalty=args.penalty,
+        maxlenratio=args.maxlenratio, penalty=args.penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
     )
 
 

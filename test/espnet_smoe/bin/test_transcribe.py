@@ -221,6 +221,20 @@ def test_cli_skips_and_counts_bad_files_and_decodes_the_rest(recut_model, mixed_
     assert not list(out.glob("truncated*")) and not list(out.glob("notes*"))
 
 
+def test_cli_decoding_flags_reach_the_beam_search(recut_model):
+    """--beam_size, --penalty and --no_repeat_ngram_size build the search they name; without the last, no scorer."""
+    from espnet_smoe.bin.transcribe import build_transcriber, get_parser
+    from espnet_smoe.no_repeat_ngram import NoRepeatNgramScorer
+
+    base = ["--model_tag", str(recut_model["packed"]), "--beam_size", "3", "--penalty", "0.5", "x.wav"]
+    limited = build_transcriber(get_parser().parse_args(base + ["--no_repeat_ngram_size", "4"])).s2t
+    scorer = limited.beam_search.full_scorers["no_repeat_ngram"]
+    assert isinstance(scorer, NoRepeatNgramScorer) and scorer.ngram_size == 4
+    assert limited.beam_search.beam_size == 3 and limited.beam_search.weights["length_bonus"] == 0.5
+    free = build_transcriber(get_parser().parse_args(base)).s2t
+    assert "no_repeat_ngram" not in free.beam_search.full_scorers, list(free.beam_search.full_scorers)
+
+
 def test_cli_without_model_or_input_is_a_usage_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "espnet_smoe.bin.transcribe", str(tmp_path / "missing.wav"),
                            "--model_tag", str(tmp_path / "none.zip")], capture_output=True, text=True)
