@@ -26,7 +26,9 @@ over epochs, total and active parameters, the step time relative to the baseline
 sharing, else the first variant) and the relative WER change against the baseline. A cell is
 the mean over the seeds that have the value, with its spread (``--spread``: the sample
 standard deviation or the min-max range); table.json holds both, the count and every seed's
-value. A missing file leaves '-' in its cells and a line under "Warnings".
+value. A missing file leaves '-' in its cells and a line under "Warnings". ``--also_against``
+adds, per further baseline (the fair baselines: the parameter-matched dense model, the gated
+MoE), every variant's relative WER and paired bootstrap against it.
 
 Writes ``table.md``, ``table.json`` and ``table.png`` into ``--out_dir``, each carrying the
 command, the machine (CPU model and cores, GPU names) and the git revision.
@@ -254,13 +256,7 @@ def build_table(runs: list[Run], variants: list[str], seeds: list[str], names: d
     for row in rows:
         mine, base_time = row["step_time"]["mean"], base["step_time"]["mean"]
         row["step_time_ratio"] = None if mine is None or not base_time else mine / base_time
-        # relative WER change per test-set group: the paper's headline number
-        row["rel_wer_change"] = {}
-        for group in groups:
-            changes = [100.0 * (row["cells"][k]["mean"] - base["cells"][k]["mean"]) / base["cells"][k]["mean"]
-                       for k in (f"{group}.wer_{bw}" for gg, bw, _ in triples if gg == group)
-                       if k in row["cells"] and row["cells"][k]["mean"] is not None and base["cells"][k]["mean"]]
-            row["rel_wer_change"][group] = statistics.fmean(changes) if changes else None
+        row["rel_wer_change"] = rel_wer_change(row, base, [(g, bw) for g, bw, _ in triples])
     # Same steps for every run, or the comparison is not fair: say so.
     budgets = {(r.epochs, r.iterations) for r in runs if r.step_times}
     if len(budgets) > 1:
@@ -316,6 +312,47 @@ def _code(text: str) -> str:
     return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
+def rel_wer_change(row: dict, base: dict, group_bandwidths: list[tuple[str, str]]) -> dict[str, float | None]:
+    """Relative WER change (%) of a table row against a baseline row, per test-set group: the paper's headline
+    number, the mean over the group's bandwidths of 100 * (WER - baseline WER) / baseline WER."""
+    out = {}
+    for group in dict.fromkeys(g for g, _ in group_bandwidths):
+        keys = [f"{group}.wer_{bw}" for g, bw in group_bandwidths if g == group]
+        changes = [100.0 * (row["cells"][k]["mean"] - base["cells"][k]["mean"]) / base["cells"][k]["mean"]
+                   for k in keys if k in row["cells"] and row["cells"][k]["mean"] is not None
+                   and base["cells"].get(k, {}).get("mean")]
+        out[group] = statistics.fmean(changes) if changes else None
+    return out
+
+
+def against_other_baselines(table: dict, runs: list[Run], others: list[str], num_samples: int) -> list[dict]:
+    """Every variant against each of ``others`` as well (the fair baselines of the paper's question):
+    relative WER per test-set group and, with ``num_samples`` > 0, the paired bootstrap."""
+    group_bandwidths = [(t["group"], t["bandwidth"]) for t in table["test_sets"]]
+    out = []
+    for other in others:
+        base = next(r for r in table["rows"] if r["variant"] == other)
+        entry = {"baseline": other, "name": base["name"],
+                 "rel_wer_change": {r["variant"]: rel_wer_change(r, base, group_bandwidths) for r in table["rows"]}}
+        if num_samples > 0:
+            entry["significance"] = compare_runs(runs, other, num_samples=num_samples)
+        out.append(entry)
+    return out
+
+
+def _bootstrap_lines(significance: list[dict], names: dict[str, str], base_name: str) -> list[str]:
+    lines = ["", f"### Paired bootstrap against {base_name}", "",
+             "Resampled test utterances (sacrebleu's paired bootstrap; each system's score on a resample is the "
+             "mean over its seeds): difference variant - baseline with its 95 % interval, and the p-value.", "",
+             "|variant|test set|metric|baseline|variant|difference [95 % interval]|p|",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for c in significance:
+        lines.append(f"|{names.get(c['variant'], c['variant'])}|{c['test_set']}|{c['metric']}|{c['baseline']:.2f}|"
+                     f"{c['system']:.2f}|{c['delta']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]|"
+                     f"{c['p_value']:.3f}|")
+    return lines
+
+
 def table_markdown(table: dict, title: str, spread: str, image: str | None) -> str:
     """Renders table.json content: a header, then one table per test set."""
     head, machine = table["header"], table["header"]["machine"]
@@ -369,17 +406,20 @@ def table_markdown(table: dict, title: str, spread: str, image: str | None) -> s
             lines.append("|" + "|".join(cells) + "|")
     if not groups:
         lines += ["", "No scored results found."]
+    names = {r["variant"]: r["name"] for r in table["rows"]}
     if table.get("significance"):
-        names = {r["variant"]: r["name"] for r in table["rows"]}
-        lines += ["", f"### Paired bootstrap against {base_name}", "",
-                  "Resampled test utterances (sacrebleu's paired bootstrap; each system's score on a resample is the "
-                  "mean over its seeds): difference variant - baseline with its 95 % interval, and the p-value.", "",
-                  "|variant|test set|metric|baseline|variant|difference [95 % interval]|p|",
-                  "|---|---|---|---:|---:|---:|---:|"]
-        for c in table["significance"]:
-            lines.append(f"|{names.get(c['variant'], c['variant'])}|{c['test_set']}|{c['metric']}|{c['baseline']:.2f}|"
-                         f"{c['system']:.2f}|{c['delta']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]|"
-                         f"{c['p_value']:.3f}|")
+        lines += _bootstrap_lines(table["significance"], names, base_name)
+    group_names = {t["group"]: t["name"] for t in table["test_sets"]}
+    for other in table.get("also_against", []):
+        lines += ["", f"### Against {other['name']}", "",
+                  f"rel. WER vs {other['name']} (%, {REL_WER_NOTE.split(';')[0]}):", "",
+                  "|variant|" + "|".join(group_names.values()) + "|", "|---|" + "---:|" * len(group_names)]
+        for variant, changes in other["rel_wer_change"].items():
+            cells = ["baseline" if variant == other["baseline"] else
+                     "-" if changes.get(g) is None else f"{changes[g]:+.1f}%" for g in group_names]
+            lines.append(f"|{names[variant]}|" + "|".join(cells) + "|")
+        if other.get("significance"):
+            lines += _bootstrap_lines(other["significance"], names, other["name"])
     if image:
         lines += ["", f"![{title}]({image})"]
     if table["warnings"]:
@@ -527,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--names", nargs="+", help="display names, one per variant (default: built in, else the id)")
     p.add_argument("--baseline", default=None,
                    help="variant the step time and WER are relative to (default: hard_sharing, else the first)")
+    p.add_argument("--also_against", nargs="+", default=[],
+                   help="more baselines (variants): relative WER and paired bootstrap of every variant against "
+                        "each, e.g. the fair baselines dense_wide gated_moe")
     p.add_argument("--test_sets", nargs="+", help="test sets to show, in order (default: all scored)")
     p.add_argument("--metrics", nargs="+", default=["wer", "bleu", "chrf"], help="metric families")
     p.add_argument("--asr_task", default="asr")
@@ -552,6 +595,11 @@ def main(argv: list[str] | None = None) -> int:
         baseline = args.baseline or ("hard_sharing" if "hard_sharing" in variants else variants[0])
         if baseline not in variants:
             raise TableError(f"--baseline {baseline} is not among --variants")
+        others = split_words(args.also_against)
+        bad = [o for o in others if o not in variants or o == baseline]
+        if bad:
+            raise TableError(f"--also_against {' '.join(bad)}: each must be among --variants {variants} "
+                             f"and not the baseline ({baseline})")
         table = build_table(runs, variants, seeds, names, baseline, [METRICS[m] for m in metric_keys],
                             {"asr": args.asr_task, "st": args.st_task}, split_words(args.test_sets) or None)
         if args.bootstrap > 0:
@@ -559,6 +607,12 @@ def main(argv: list[str] | None = None) -> int:
                 table["significance"] = compare_runs(runs, baseline, num_samples=args.bootstrap)
             except (ScoreError, ValueError) as err:
                 table["warnings"].append(f"no paired bootstrap: {err}")
+        if others:
+            try:
+                table["also_against"] = against_other_baselines(table, runs, others, args.bootstrap)
+            except (ScoreError, ValueError) as err:
+                table["warnings"].append(f"no paired bootstrap against {' '.join(others)}: {err}")
+                table["also_against"] = against_other_baselines(table, runs, others, 0)
     except TableError as err:
         print(f"make_table.py: error: {err}", file=sys.stderr)
         return 1

@@ -25,7 +25,8 @@
 #      trained again, so the table can be finished on another machine (maint/keep_run.py)
 #   3: local/make_table.py -> exp/table_<name>/table.{md,json,png}; --publish true also
 #      writes the RESULTS.md section (between <!-- table:table_<name> begin/end -->) and
-#      results/table_<name>.{json,png}
+#      results/table_<name>.{json,png}; --also_against "dense_wide gated_moe" adds every variant's
+#      relative WER and paired bootstrap against those baselines too
 # --run_args is added to every run.sh call (word-split like a shell line, quotes kept):
 #   --run_args "--max_prompts 24 --tts_ui_sizes '60 10 10'"
 set -euo pipefail
@@ -53,6 +54,8 @@ keep=true               # keep finished runs in results/runs/ and restore them f
 keep_going=true         # on a failed run, go on with the others (the driver still fails at the end)
 publish=false           # also write RESULTS.md's section and results/table_<name>.{json,png}
 note=""                 # a line for the table's header, e.g. "CPU-sized: 1 seed, 4 epochs"
+also_against=""         # more baselines for stage 3: every variant's relative WER and paired bootstrap
+                        # against each, e.g. the fair baselines "dense_wide gated_moe"
 tag_suffix=""           # added to each run's name, so tables of other budgets keep their own runs:
                         # _conv -> exp/tts_ui_hard_sharing_conv_seed1
 
@@ -155,15 +158,16 @@ fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     log "Stage 3: table -> ${table_dir}/table.{md,json,png}"
-    publish_opts=()
+    table_opts=()
     if [ "${publish}" = true ]; then
-        publish_opts=(--publish_md RESULTS.md --publish_json "results/table_${name}.json"
+        table_opts=(--publish_md RESULTS.md --publish_json "results/table_${name}.json"
                       --publish_png "results/table_${name}.png" --section "table_${name}")
     fi
+    [ -z "${also_against}" ] || table_opts+=(--also_against "${also_against}")
     python -m local.make_table --exp_template "exp/${prefix}{variant}${tag_suffix}_seed{seed}" \
         --variants "${variants}" --seeds "${seeds}" --spread "${spread}" --out_dir "${table_dir}" \
         --title "S-MoE vs baselines: ${corpus}, train_*${config_suffix}.yaml, seeds ${seeds}" \
-        --command "${CMD_LINE}" --note "${note}" "${publish_opts[@]}"
+        --command "${CMD_LINE}" --note "${note}" "${table_opts[@]}"
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

@@ -169,6 +169,19 @@ def test_publish_writes_results_section_and_copies(asterisk_run):
     assert (recipe / "results/table_ci.png").stat().st_size > 10_000
 
 
+def test_also_against_reaches_the_table(asterisk_run):
+    """--also_against names more baselines: the table holds every variant against each."""
+    recipe, _ = asterisk_run
+    other = VARIANTS[-1]
+    code, text = driver(recipe, "--corpus", "asterisk", "--variants", " ".join(VARIANTS), "--seeds", "1",
+                        "--stage", "3", "--name", "also", "--also_against", other, log_name="also.log")
+    assert code == 0, text
+    table = json.loads((recipe / "exp/table_also/table.json").read_text())
+    assert [o["baseline"] for o in table["also_against"]] == [other]
+    assert set(table["also_against"][0]["rel_wer_change"]) == set(VARIANTS)
+    assert table["also_against"][0]["rel_wer_change"][other] == {g: 0.0 for g in table["rows"][0]["rel_wer_change"]}
+
+
 def test_tts_ui_run_names_are_found(asterisk_run):
     """Stage 3 with --corpus tts_ui reads exp/tts_ui_<variant>_seed<seed> (run.sh's prefix)."""
     recipe, _ = asterisk_run

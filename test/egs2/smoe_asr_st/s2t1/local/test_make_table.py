@@ -359,3 +359,47 @@ def test_per_task_dev_loss_curves_averaged_over_seeds(exps):
         write_checkpoint(exps / f"exp/tts_ui_hard_sharing_seed{seed}", [(0.5, 0.3, 100), (0.7, 0.4, 200)])
     _, out, _ = run_table(exps)
     assert with_curves[1] > Image.open(out / "table.png").size[1]  # one more row of panels
+
+
+def test_also_against_matches_a_table_made_with_that_baseline(tmp_path):
+    """--also_against V gives every variant's relative WER and bootstrap against V exactly as --baseline V does,
+    while the main columns stay against the main baseline."""
+    refs = {f"u{i}": f"the cat sat on mat number {i}" for i in range(12)}
+    (tmp_path / "ref.asr").write_text("".join(f"{k} {v}\n" for k, v in refs.items()))
+    hyps = {"hard_sharing": {k: "the dog sat" for k in refs}, "smoe_encdec": dict(refs),
+            "dense_wide": {k: (v if k < "u5" else "the cat") for k, v in refs.items()}}
+    wers = {"hard_sharing": 100 * 5 / 7, "smoe_encdec": 0.0, "dense_wide": 30.0}
+    for variant, hyp in hyps.items():
+        exp_dir = tmp_path / "exp" / f"tts_ui_{variant}_seed1"
+        exp_dir.mkdir(parents=True)
+        (exp_dir / "hyp").write_text("".join(f"{k} {v}\n" for k, v in hyp.items()))
+        entries = [{"test_set": f"tts_ui_test_{bw}", "bandwidth": bw, "task": "asr", "num_utts": 12,
+                    "wer": wers[variant] + (10.0 if bw == "wb" else 0.0), "cer": 0.0,
+                    "ref": str(tmp_path / "ref.asr"), "hyp": str(exp_dir / "hyp")} for bw in ("nb", "wb")]
+        (exp_dir / "results.json").write_text(json.dumps({"results": entries}))
+    variants = "hard_sharing smoe_encdec dense_wide"
+    code, out, table = run_table(tmp_path, "--bootstrap", "50", "--also_against", "dense_wide", seeds="1",
+                                 variants=variants)
+    assert code == 0 and table["baseline"] == "hard_sharing"
+    (other,) = table["also_against"]
+    assert other["baseline"] == "dense_wide" and other["name"] == "dense, param.-matched"
+    md = (out / "table.md").read_text()
+    assert "### Against dense, param.-matched" in md and "|S-MoE enc+dec|-87.5%|" in md
+    assert "### Paired bootstrap against dense, param.-matched" in md
+    assert "### Paired bootstrap against hard sharing" in md  # the main baseline's section stays
+    code, _, reference = run_table(tmp_path, "--bootstrap", "50", "--baseline", "dense_wide", seeds="1",
+                                   variants=variants)
+    assert code == 0
+    for r in reference["rows"]:
+        assert other["rel_wer_change"][r["variant"]] == pytest.approx(r["rel_wer_change"])
+    # smoe_encdec against dense: NB 0 vs 30 (-100 %), WB 10 vs 40 (-75 %)
+    assert other["rel_wer_change"]["smoe_encdec"]["tts_ui_test"] == pytest.approx(-87.5)
+    assert other["significance"] == reference["significance"]  # the bootstrap is seeded
+    assert {(c["variant"], c["baseline_variant"]) for c in other["significance"]} == {
+        ("hard_sharing", "dense_wide"), ("smoe_encdec", "dense_wide")}
+
+
+@pytest.mark.parametrize("other", ["gated_moe", "hard_sharing"])
+def test_also_against_must_be_another_variant(exps, capsys, other):
+    code, _, _ = run_table(exps, "--also_against", other)
+    assert code == 1 and f"--also_against {other}" in capsys.readouterr().err
