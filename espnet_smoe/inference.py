@@ -79,11 +79,11 @@ class SMoESpeech2Text(Speech2Text):
         no_repeat_ngram_size: Optional[int] = None,
         **kwargs,
     ):
-        super().__init__(s2t_train_config, s2t_model_file, **kwargs)
         if no_repeat_ngram_size is None:
             no_repeat_ngram_size = self.default_no_repeat_ngram_size
-        if no_repeat_ngram_size < 0:
+        if no_repeat_ngram_size < 0:  # before the model is loaded: a bad option fails at once
             raise ValueError(f"no_repeat_ngram_size must be >= 0 (0: no limit), got {no_repeat_ngram_size}")
+        super().__init__(s2t_train_config, s2t_model_file, **kwargs)
         if no_repeat_ngram_size > 0:
             scorer = NoRepeatNgramScorer(no_repeat_ngram_size, self.beam_search.n_vocab, self.s2t_model.sos)
             add_full_scorer(self.beam_search, "no_repeat_ngram", scorer, 1.0)

@@ -95,9 +95,7 @@ def main(cmd=None):
     kwargs.pop("config", None)
     bandwidth_sym = kwargs.pop("bandwidth_sym")
     bandwidth_fallback = kwargs.pop("bandwidth_fallback")
-    no_repeat_ngram_size = kwargs.pop("no_repeat_ngram_size")
-    if no_repeat_ngram_size < 0:
-        raise ValueError(f"--no_repeat_ngram_size must be >= 0 (0: no limit), got {no_repeat_ngram_size}")
+    no_repeat_ngram_size = kwargs.pop("no_repeat_ngram_size")  # checked by SMoESpeech2Text
     runs = task_runs(kwargs["output_dir"], kwargs.pop("task_sym"), kwargs.pop("ctc_tasks"), kwargs["ctc_weight"])
     if any(name == "bandwidth" for _, name, _ in kwargs["data_path_and_name_and_type"]):
         # ESPnet's inference() checks data names against S2TTask, which does
