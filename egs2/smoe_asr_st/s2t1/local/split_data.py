@@ -44,8 +44,10 @@ Output: S2T data dirs (``local/data_dir.py``, validated when written) data/train
 data/dev (ASR and ST utterances), data/test_nb, data/test_wb (one per prompt), plus ``<local_dir>/skipped.tsv``,
 ``<local_dir>/split_families.tsv`` and ``<local_dir>/split_summary.json``.  data/dev_nb and data/dev_wb hold
 the dev prompts laid out as the test sets are (one per prompt, both references), so decoding options can be
-chosen on dev with ``run.sh --test_sets "dev_nb dev_wb"``; a dev prompt without French is not in them
-(scope ``dev_nb_wb``, reason ``no_translation``; its ASR utterances stay in data/dev).
+chosen on dev with ``run.sh --test_sets "dev_nb dev_wb"``; data/train_nb and data/train_wb do the same for the
+train prompts, so ``--test_sets "train_nb train_wb"`` measures how well a model fits the recordings it trained
+on, against the held-out prompts of the test sets.  A prompt without French is not in them (scope
+``dev_nb_wb`` or ``train_nb_wb``, reason ``no_translation``; its ASR utterances stay in data/dev or data/train).
 """
 
 from __future__ import annotations
@@ -355,19 +357,21 @@ def main(argv: list[str] | None = None) -> int:
         counts = write_train_dir(args.data_dir / s, by_split[s], args.abs_paths)
         summary[s] = {"prompts": len(by_split[s]), "families": len(fam_sets[s]), "utts": sum(counts.values()),
                       **counts, "minutes_per_bw": round(sum(p.duration for p in by_split[s]) / 60, 2)}
-    # dev in the test sets' layout: both references are needed, so a prompt without French is left out
-    dev_decodable = [p for p in by_split["dev"] if p.fr]
-    for p in by_split["dev"]:
-        if not p.fr:
-            skips.append(skip_record(p.name, "dev_nb_wb", "dev", "no_translation", p.fr_detail))
     for bw in ("nb", "wb"):
         write_test_dir(args.data_dir / f"test_{bw}", by_split["test"], bw, args.abs_paths)
-        if dev_decodable:
-            write_test_dir(args.data_dir / f"dev_{bw}", dev_decodable, bw, args.abs_paths)
     summary["test"] = {"prompts": len(by_split["test"]), "families": len(fam_sets["test"]),
                        "utts_per_set": len(by_split["test"]),
                        "minutes_per_bw": round(sum(p.duration for p in by_split["test"]) / 60, 2)}
-    summary["dev_nb_wb"] = {"utts_per_set": len(dev_decodable)}
+    # train and dev in the test sets' layout: both references are needed, so a prompt without French is left out
+    for s in ("train", "dev"):
+        decodable = [p for p in by_split[s] if p.fr]
+        for p in by_split[s]:
+            if not p.fr:
+                skips.append(skip_record(p.name, f"{s}_nb_wb", s, "no_translation", p.fr_detail))
+        if decodable:
+            for bw in ("nb", "wb"):
+                write_test_dir(args.data_dir / f"{s}_{bw}", decodable, bw, args.abs_paths)
+        summary[f"{s}_nb_wb"] = {"utts_per_set": len(decodable)}
     summary["max_duration_kept"] = round(max(p.duration for s in SPLITS for p in by_split[s]), 3)
 
     skip_counts = Counter((r["scope"], r["reason"]) for r in skips)
@@ -385,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     for s in SPLITS:
         logging.info("%-5s %s", s, summary[s])
     logging.info("longest kept utterance: %.2f s (set the S2T speech_length >= this)", summary["max_duration_kept"])
-    logging.info("wrote %s/{train,dev,test_nb,test_wb,dev_nb,dev_wb} in %.1f s", args.data_dir, time.time() - start)
+    logging.info("wrote %s/{train,dev,test_nb,test_wb,dev_nb,dev_wb,train_nb,train_wb} in %.1f s",
+                 args.data_dir, time.time() - start)
     return 0
 
 

@@ -123,27 +123,33 @@ def test_test_sets_pair_and_references(pipeline):
         assert "/nb/" in path and wb_utts["en_wb_" + u[6:]] == path.replace("/nb/", "/wb/")
 
 
-def test_dev_in_the_test_layout(pipeline, tmp_path):
-    """data/dev_{nb,wb}: every dev prompt with French, once, with data/dev's references; the others logged."""
+@pytest.mark.parametrize("split", ["dev", "train"])
+def test_split_in_the_test_layout(pipeline, tmp_path, split):
+    """data/{dev,train}_{nb,wb}: every prompt of the split with French, once, with the split's references;
+    the others logged."""
     out = tmp_path / "seed1"  # seed 1 puts agent-user (no French) in dev
     assert split_data.main(["--inventory", str(pipeline["inventory"]), "--bandwidth", str(pipeline["bandwidth"]),
                             "--min_dur", "0.2", "--max_dur", "2.5", "--seed", "1",
                             "--data_dir", str(out), "--local_dir", str(out / "local")]) == 0
-    dev_text, dev_ctc = read(out / "dev", "text"), read(out / "dev", "text.ctc")
-    with_fr = {name_of(u) for u in dev_text if u.endswith("_st_fra")}
-    without_fr = {name_of(u) for u in dev_text} - with_fr
-    assert with_fr and without_fr == {"agent-user"}, (with_fr, without_fr)
+    text, ctc = read(out / split, "text"), read(out / split, "text.ctc")
+    with_fr = {name_of(u) for u in text if u.endswith("_st_fra")}
+    without_fr = {name_of(u) for u in text} - with_fr
+    assert with_fr, text
+    # the fake inventory's two prompts without French: agent-user in dev, dir-welcome in train (seed 1)
+    assert without_fr == {"dev": {"agent-user"}, "train": {"dir-welcome"}}[split], (with_fr, without_fr)
     for bw in ("nb", "wb"):
-        d = out / f"dev_{bw}"
+        d = out / f"{split}_{bw}"
         asr, st = read(d, "text.asr"), read(d, "text.st_fra")
         assert set(asr) == set(st) == {f"en_{bw}_{n}" for n in with_fr}
         for u in asr:
-            assert asr[u] == dev_ctc[u + "_asr"]
-            assert dev_text[u + "_st_fra"] == "<eng><st_fra><notimestamps> " + st[u]
-            assert read(d, "wav.scp")[u] == read(out / "dev", "wav.scp")[u + "_asr"]
-    left_out = [(r["name"], r["reason"]) for r in read_tsv(out / "local/skipped.tsv") if r["scope"] == "dev_nb_wb"]
-    assert left_out == [("agent-user", "no_translation")]
-    assert json.loads((out / "local/split_summary.json").read_text())["dev_nb_wb"] == {"utts_per_set": len(with_fr)}
+            assert asr[u] == ctc[u + "_asr"]
+            assert text[u + "_st_fra"] == "<eng><st_fra><notimestamps> " + st[u]
+            assert read(d, "wav.scp")[u] == read(out / split, "wav.scp")[u + "_asr"]
+    left_out = [(r["name"], r["reason"]) for r in read_tsv(out / "local/skipped.tsv")
+                if r["scope"] == f"{split}_nb_wb"]
+    assert sorted(left_out) == sorted((n, "no_translation") for n in without_fr)
+    summary = json.loads((out / "local/split_summary.json").read_text())
+    assert summary[f"{split}_nb_wb"] == {"utts_per_set": len(with_fr)}
 
 
 def test_every_prompt_accounted_for(pipeline, fake):
@@ -172,7 +178,7 @@ def test_deterministic_and_sliced(pipeline, tmp_path):
               "--min_dur", "0.2", "--max_dur", "2.5"]
     out = tmp_path / "again"
     assert split_data.main(common + ["--data_dir", str(out), "--local_dir", str(out / "local")]) == 0
-    for d in ("train", "dev", "test_nb", "test_wb", "dev_nb", "dev_wb"):
+    for d in ("train", "dev", "test_nb", "test_wb", "dev_nb", "dev_wb", "train_nb", "train_wb"):
         for f in (pipeline["data"] / d).iterdir():
             assert (out / d / f.name).read_text() == f.read_text()
     sliced = tmp_path / "sliced"
