@@ -131,12 +131,17 @@ def score_st(refs: list[str], hyps: list[str]) -> tuple[dict, dict]:
     return scores, {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
 
 
+def hypothesis_path(decode_dir: Path, test_set: str, task: str) -> Path:
+    """Where ``run.sh`` stage 12 leaves the hypotheses of one test set and task (special tokens removed)."""
+    return decode_dir / f"{test_set}_{task}" / "1best_recog" / "text_nospecial"
+
+
 def score_one(data_dir: Path, decode_dir: Path, test_set: str, task: str) -> tuple[dict, dict]:
     """Scores one test set for one task: the results.json entry, and sacrebleu signatures (empty for ASR)."""
     kind = task_kind(task)
     bandwidth = read_bandwidth(data_dir / test_set / "utt2bw")
     ref_path = data_dir / test_set / f"text.{task}"
-    hyp_path = decode_dir / f"{test_set}_{task}" / "1best_recog" / "text_nospecial"
+    hyp_path = hypothesis_path(decode_dir, test_set, task)
     refs, hyps = read_kaldi_text(ref_path), read_kaldi_text(hyp_path)
     problems = key_mismatch(refs, hyps, "utterance", f"of {ref_path} missing", f"not in {ref_path}")
     if problems:  # utterances present on one side only

@@ -28,8 +28,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from local.file_io import key_mismatch, read_kaldi
-from local.score import normalize_for_wer, score_asr
+from local.file_io import key_mismatch
+from local.score import ScoreError, hypothesis_path, normalize_for_wer, read_kaldi_text, score_asr
 
 MOST_COMMON = 20  # unseen words listed per test set
 
@@ -38,12 +38,9 @@ def read_words(path: Path) -> dict[str, list[str]]:
     """``{utt: normalised words}`` of a Kaldi text file.
 
     Raises:
-        FileNotFoundError: If the file is missing (names it and what makes it).
-        ValueError: If a line is malformed (``file_io.read_kaldi``: names the file and line).
+        ScoreError: If the file is missing or a line is malformed (``score.read_kaldi_text``: names the file and line).
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: expected a data dir written by the recipe's data stages")
-    return {utt: normalize_for_wer(text).split() for utt, text in read_kaldi(path).items()}
+    return {utt: normalize_for_wer(text).split() for utt, text in read_kaldi_text(path).items()}
 
 
 def coverage(train_vocab: set[str], test: dict[str, list[str]]) -> dict:
@@ -91,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         tests = {t: read_words(args.data_dir / t / "text.asr") for t in args.test_sets.split()}
         hyps = {}
         if args.decode_dir:
-            hyps = {t: read_words(args.decode_dir / f"{t}_asr" / "1best_recog" / "text_nospecial") for t in tests}
+            hyps = {t: read_words(hypothesis_path(args.decode_dir, t, "asr")) for t in tests}
         report = {}
         for train_set in args.train_sets.split():
             vocab = {w for words in read_words(args.data_dir / train_set / "text.ctc").values() for w in words}
@@ -99,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "test_sets": {t: coverage(vocab, words) for t, words in tests.items()}}
             for t in hyps:
                 report[train_set]["test_sets"][t]["asr_by_coverage"] = score_by_coverage(vocab, tests[t], hyps[t])
-    except (OSError, ValueError) as err:
+    except (ScoreError, ValueError) as err:
         print(f"word_coverage: {err}", file=sys.stderr)
         return 1
     by_cov = " CER (%): all words seen | CER: with an unseen word |" if hyps else ""
